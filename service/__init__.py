@@ -1,0 +1,1 @@
+"""The running system: settings, API, database, queue, webhooks and the CLI."""

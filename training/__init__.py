@@ -1,0 +1,1 @@
+"""Corpora, training, evaluation and the promotion gate. Imports `classifier`, never `service`."""
