@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 app = typer.Typer(
     help="commentguard: self-hosted, Akismet-compatible comment moderation.",
@@ -182,12 +185,240 @@ def evaluate(
     table = Table(title=result["protocol"])
     for key in ("n", "precision", "recall", "f1", "mcc", "roc_auc", "fpr"):
         table.add_column(key, justify="right")
-    table.add_row(*(_fmt(metrics[k]) for k in ("n", "precision", "recall", "f1", "mcc", "roc_auc", "fpr")))
+    table.add_row(
+        *(_fmt(metrics[k]) for k in ("n", "precision", "recall", "f1", "mcc", "roc_auc", "fpr"))
+    )
     Console().print(table)
 
 
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+# --- running the service -------------------------------------------------------------------
+
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+QUEUE_NAMES = {"scoring": "commentguard.scoring", "callbacks": "commentguard.callbacks"}
+
+
+def _settings() -> Settings:
+    from service.settings import Settings
+
+    try:
+        return Settings()
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] invalid settings: {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _setup_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for chatty in ("httpx", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def _ensure_model(settings: Settings) -> None:
+    """Train and activate the default model if the models folder has none yet."""
+    from classifier.artifact import active_version, set_active
+    from training.train import train_default
+
+    if active_version(settings.models_dir) is not None:
+        return
+    console.print(f"no model in {settings.models_dir}: training the default model once")
+    with _progress() as progress:
+        task = progress.add_task("training the default model", total=1.0)
+
+        def report(message: str, fraction: float) -> None:
+            progress.update(task, completed=fraction, description=message)
+
+        result = train_default(settings.models_dir, report=report)
+    set_active(settings.models_dir, result.version)
+    console.print(f"model [bold]{result.version}[/bold] trained and activated")
+
+
+def _raise_on_sigterm() -> None:
+    import signal
+
+    def handler(signum: int, _frame: object) -> None:
+        # An exception unwinds through every `finally`, so the children are stopped too.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers_concurrency: Annotated[
+        int | None, typer.Option(help="Scoring worker processes (default: CPU count).")
+    ] = None,
+    api_workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+) -> None:
+    """Run the API; without COMMENTGUARD_REDIS_URL, also Redis, the workers and beat."""
+    import os
+    import signal
+
+    from service import db
+    from service.embedded import child_env, embedded_stack
+
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    _raise_on_sigterm()
+    _ensure_model(settings)
+    db.upgrade(settings)
+    concurrency = workers_concurrency or os.cpu_count() or 1
+    if settings.redis_url:
+        # Redis is managed elsewhere, and so are the workers and beat (`commentguard worker`).
+        _run_api(settings, host, port, api_workers)
+        return
+    with embedded_stack(settings, concurrency) as (ready, supervisor):
+
+        def child_exited(name: str, code: int) -> None:
+            console.print(f"[red]error:[/red] {name} exited with code {code}; stopping")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        supervisor.watch(child_exited)
+        os.environ.update(child_env(ready, ready.redis_url or ""))
+        _run_api(ready, host, port, api_workers)
+
+
+def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None:
+    import uvicorn
+
+    from service.app import create_app
+
+    if api_workers > 1:
+        # Each API process builds its own app from the environment (set by the caller).
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=api_workers,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    else:
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated: scoring, callbacks.")
+    ] = "scoring,callbacks",
+    concurrency: Annotated[
+        int | None, typer.Option(help="Processes or threads (default: CPU count).")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="prefork (CPU-bound) or threads (I/O).")] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker for the scoring and/or callback queues."""
+    import os
+
+    from classifier.artifact import ArtifactError, load_model
+    from service import tasks
+    from service.queue import BrokerNotConfigured, make_celery
+
+    settings = _settings()
+    try:
+        names = [QUEUE_NAMES[q.strip()] for q in queues.split(",") if q.strip()]
+    except KeyError as exc:
+        console.print(f"[red]error:[/red] unknown queue {exc}; use scoring and/or callbacks")
+        raise typer.Exit(2) from exc
+    try:
+        load_model(settings.models_dir)  # fail now, not on the first task
+        celery = make_celery(settings)
+    except (ArtifactError, BrokerNotConfigured) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    tasks.configure(settings)
+    if pool != "prefork":
+        tasks.context()  # no fork will follow: open the database and load the model now
+    celery.set_current()
+    celery.set_default()
+    celery.finalize(auto=True)
+    nodename = "+".join(n.rsplit(".", 1)[-1] for n in names)
+    celery.worker_main(
+        [
+            "worker",
+            f"--queues={','.join(names)}",
+            f"--concurrency={concurrency or os.cpu_count() or 1}",
+            f"--pool={pool}",
+            f"--loglevel={loglevel}",
+            f"--hostname={nodename}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+@app.command()
+def beat(loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO") -> None:
+    """Run the scheduler that queues the pending sweep."""
+    from service.queue import BrokerNotConfigured, make_celery
+
+    settings = _settings()
+    try:
+        celery = make_celery(settings)
+    except BrokerNotConfigured as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery.Beat(loglevel=loglevel, schedule=str(settings.data_dir / "celerybeat-schedule")).run()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="Who the key is for.")],
+) -> None:
+    """Create an account and its API key; the key is printed once and never stored."""
+    from service import db
+    from service.security import create_account_with_key
+
+    settings = _settings()
+    db.upgrade(settings)
+    engine = db.make_engine(settings)
+    try:
+        with db.make_session_factory(engine)() as session:
+            new = create_account_with_key(session, name, settings.secret_key)
+            session.commit()
+    finally:
+        engine.dispose()
+    console.print(
+        f"account {new.account_id} created with key {new.key_id}; "
+        "this is the only time the key is shown:"
+    )
+    typer.echo(new.plaintext)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply the database migrations."""
+    from service import db
+
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    db.upgrade(settings, revision)
+    console.print("database is up to date")
 
 
 if __name__ == "__main__":

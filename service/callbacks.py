@@ -1,0 +1,295 @@
+"""Signed callbacks: check a callback URL is safe to call, sign a body, deliver and record it.
+
+A callback URL is checked twice: at intake (so the platform hears about a bad URL at once)
+and at every delivery, because DNS can change in between. At delivery the request goes to the
+very address that was checked (the host name is kept for the Host header, SNI and the
+certificate), so a name cannot resolve to a public address for the check and to an internal
+one for the connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from sqlalchemy import update
+
+from service import tables
+from service.db import SessionFactory
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Commentguard-Signature"
+DELIVERY_HEADER = "X-Commentguard-Delivery"
+USER_AGENT = "commentguard-callbacks/1"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
+
+
+class UnsafeCallbackURL(ValueError):
+    """A callback URL commentguard refuses to call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect for a checked URL: `address` is None for an allowlisted host."""
+
+    url: str
+    host: str
+    port: int
+    address: str | None
+
+
+def resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def check_callback_url(
+    url: str, allowed_hosts: Sequence[str], resolver: Resolver = resolve
+) -> Target:
+    """Where `url` may be called, or UnsafeCallbackURL saying why it may not."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeCallbackURL(f"not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeCallbackURL("only http and https callback URLs are allowed")
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host:
+        raise UnsafeCallbackURL("the callback URL has no host")
+    port = port or (443 if parts.scheme == "https" else 80)
+    if _allowlisted(host, port, allowed_hosts):
+        return Target(url, host, port, None)
+    try:
+        addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(host, port)]
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise UnsafeCallbackURL(f"the callback host {host!r} does not resolve") from exc
+    if not addresses:
+        raise UnsafeCallbackURL(f"the callback host {host!r} does not resolve")
+    for address in addresses:
+        if not is_public(address):
+            raise UnsafeCallbackURL(
+                f"the callback host {host!r} resolves to {address}, a loopback, private, "
+                "link-local or reserved address; allow it with COMMENTGUARD_CALLBACK_ALLOWED_HOSTS"
+            )
+    return Target(url, host, port, str(addresses[0]))
+
+
+def _allowlisted(host: str, port: int, allowed_hosts: Sequence[str]) -> bool:
+    bare = host.strip("[]")
+    shown = f"[{bare}]" if ":" in bare else bare
+    names = {bare, shown, f"{shown}:{port}"}
+    return any(entry.lower() in names for entry in allowed_hosts)
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The `X-Commentguard-Signature` value: HMAC-SHA256 of "<t>.<body>" with the site's secret."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, tolerance: float = 300.0) -> bool:
+    """Check a signature header as a receiving platform would (also used by the tests)."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        timestamp = int(fields["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body), header)
+
+
+def send(
+    client: httpx.Client, target: Target, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    """POST `body` to a checked target, connecting to the checked address."""
+    if target.address is None:
+        return client.post(target.url, content=body, headers=headers)
+    parts = urlsplit(target.url)
+    literal = f"[{target.address}]" if ":" in target.address else target.address
+    netloc = f"{literal}:{target.port}"
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    default_port = 443 if parts.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    return client.post(
+        pinned,
+        content=body,
+        headers={**headers, "Host": host_header},
+        extensions={"sni_hostname": target.host},
+    )
+
+
+def make_client(settings: Settings) -> httpx.Client:
+    timeout = httpx.Timeout(settings.callback_timeout_seconds)
+    # Redirects are not followed: a redirect could lead to an address that was never checked.
+    return httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT})
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one delivery run did; `retry_in` seconds when another attempt is scheduled."""
+
+    attempted: bool
+    delivered: bool = False
+    retry_in: float | None = None
+
+
+def backoff_seconds(settings: Settings, attempt: int) -> float:
+    """Delay before the attempt after `attempt` (1-based): base × 2^(attempt−1), capped."""
+    delay = settings.callback_backoff_seconds * (2 ** (attempt - 1))
+    return float(min(delay, settings.callback_backoff_max_seconds))
+
+
+def deliver(
+    sessions: SessionFactory,
+    delivery_id: uuid.UUID,
+    settings: Settings,
+    client: httpx.Client,
+    render: Callable[[tables.Comment, tables.Site], dict[str, Any]],
+) -> DeliveryOutcome:
+    """Make one attempt at a due delivery and record it; safe to call twice for the same id.
+
+    An attempt is claimed by bumping `attempts` with a conditional UPDATE, so two runs cannot
+    make the same attempt; the claim pushes `next_attempt_at` past the request's timeout so that
+    the sweep leaves an attempt in flight alone, and re-queues it if the worker died.
+    """
+    claimed = _claim(sessions, delivery_id, settings, render)
+    if claimed is None:
+        return DeliveryOutcome(attempted=False)
+    number, url, secret, body = claimed
+    started_at = tables.utcnow()
+    started = time.perf_counter()
+    status_code: int | None = None
+    error: str | None = None
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        DELIVERY_HEADER: str(delivery_id),
+        SIGNATURE_HEADER: signature(secret, timestamp, body),
+    }
+    try:
+        target = check_callback_url(url, settings.callback_allowed_hosts)
+        response = send(client, target, body, headers)
+        status_code = response.status_code
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except UnsafeCallbackURL as exc:
+        error = f"refused: {exc}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    return _record(
+        sessions, delivery_id, settings, number, started_at, duration_ms, status_code, error
+    )
+
+
+def _claim(
+    sessions: SessionFactory,
+    delivery_id: uuid.UUID,
+    settings: Settings,
+    render: Callable[[tables.Comment, tables.Site], dict[str, Any]],
+) -> tuple[int, str, str, bytes] | None:
+    now = tables.utcnow()
+    with sessions() as session:
+        delivery = session.get(tables.CallbackDelivery, delivery_id)
+        if delivery is None or delivery.status != tables.DeliveryStatus.PENDING:
+            return None
+        if delivery.next_attempt_at > now:
+            return None  # not due: a scheduled retry or the sweep will come back for it
+        number = delivery.attempts + 1
+        lease = timedelta(seconds=settings.callback_timeout_seconds * 2 + 30)
+        claimed = session.execute(
+            update(tables.CallbackDelivery)
+            .where(
+                tables.CallbackDelivery.id == delivery_id,
+                tables.CallbackDelivery.status == tables.DeliveryStatus.PENDING,
+                tables.CallbackDelivery.attempts == delivery.attempts,
+            )
+            .values(attempts=number, next_attempt_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            session.rollback()
+            return None
+        comment = session.get(tables.Comment, delivery.comment_id)
+        site = session.get(tables.Site, comment.site_id) if comment is not None else None
+        if comment is None or site is None:
+            session.rollback()
+            return None
+        body = json.dumps(render(comment, site), separators=(",", ":")).encode()
+        url = delivery.url
+        session.commit()
+    return number, url, site.callback_secret, body
+
+
+def _record(
+    sessions: SessionFactory,
+    delivery_id: uuid.UUID,
+    settings: Settings,
+    number: int,
+    started_at: datetime,
+    duration_ms: float,
+    status_code: int | None,
+    error: str | None,
+) -> DeliveryOutcome:
+    now = tables.utcnow()
+    delivered = error is None
+    values: dict[str, Any] = {"last_status_code": status_code, "last_error": error}
+    retry_in: float | None = None
+    if delivered:
+        values.update(status=tables.DeliveryStatus.DELIVERED, delivered_at=now)
+    elif number >= settings.callback_max_attempts:
+        values.update(status=tables.DeliveryStatus.FAILED)
+        log.warning("callback %s failed for good after %d attempts: %s", delivery_id, number, error)
+    else:
+        retry_in = backoff_seconds(settings, number)
+        values.update(next_attempt_at=now + timedelta(seconds=retry_in))
+        log.info(
+            "callback %s attempt %d failed (%s); retry in %.0fs",
+            delivery_id,
+            number,
+            error,
+            retry_in,
+        )
+    with sessions() as session:
+        session.add(
+            tables.CallbackAttempt(
+                delivery_id=delivery_id,
+                number=number,
+                started_at=started_at,
+                duration_ms=duration_ms,
+                status_code=status_code,
+                error=error,
+            )
+        )
+        session.execute(
+            update(tables.CallbackDelivery)
+            .where(tables.CallbackDelivery.id == delivery_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+    return DeliveryOutcome(attempted=True, delivered=delivered, retry_in=retry_in)

@@ -1,0 +1,91 @@
+"""Database engine, sessions and migrations, for SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.settings import Settings
+
+SessionFactory = sessionmaker[Session]
+
+
+def make_engine(settings: Settings) -> Engine:
+    """An engine for `settings.database_url`; a SQLite file's folder is created if missing."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_size,
+            pool_pre_ping=True,
+            pool_timeout=5,
+            connect_args={"connect_timeout": 3},
+        )
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+    )
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # The API's threads and the worker's processes write to the same file. WAL lets readers
+    # run beside the writer, and BEGIN IMMEDIATE takes the write lock at the start of each
+    # transaction: a deferred transaction that reads and then writes can fail at once with
+    # SQLITE_BUSY instead of waiting for the busy timeout.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database answers."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def alembic_config(database_url: str) -> Any:
+    """The Alembic configuration shipped inside the package, so it works from any folder."""
+    from alembic.config import Config
+
+    folder = resources.files("service") / "migrations"
+    config = Config()
+    config.set_main_option("script_location", str(folder))
+    # ConfigParser interpolation would choke on a password containing "%".
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Run the migrations up to `revision` (the latest by default)."""
+    from alembic import command
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(settings.database_url), revision)

@@ -1,0 +1,223 @@
+"""The scoring engine shared by the API and the worker: a comment row in, a stored verdict out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from classifier import Comment, LoadedModel, Thresholds, load_model
+from classifier.artifact import ACTIVE_FILE, active_version
+from service import tables
+from service.db import SessionFactory
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotLoaded(RuntimeError):
+    """No model could be loaded (none trained, or the artifact failed verification)."""
+
+
+class ModelHolder:
+    """The model in use, behind one object so that it can be swapped while serving.
+
+    `reload_if_changed` looks at `models_dir/ACTIVE` at most once per `check_seconds` and
+    loads the version it names if that differs from the current one; a version that fails to
+    load is logged and the current model stays.
+    """
+
+    def __init__(
+        self,
+        models_dir: Path,
+        thresholds: dict[str, float] | None = None,
+        check_seconds: float = 1.0,
+    ) -> None:
+        self.models_dir = Path(models_dir)
+        self.threshold_overrides = dict(thresholds or {})
+        self.check_seconds = check_seconds
+        self._model: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self._next_check = 0.0
+        self._active_stamp: tuple[float, int] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelHolder:
+        overrides = {
+            name: value
+            for name, value in (
+                ("unsure", settings.threshold_unsure),
+                ("spam", settings.threshold_spam),
+                ("discard", settings.threshold_discard),
+            )
+            if value is not None
+        }
+        return cls(settings.models_dir, overrides, settings.model_reload_check_seconds)
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def current(self) -> LoadedModel:
+        model = self._model
+        if model is None:
+            raise ModelNotLoaded(f"no model loaded from {self.models_dir}")
+        return model
+
+    def load(self, version: str | None = None) -> LoadedModel:
+        """Load `version` (the active one by default) and make it current; raises ArtifactError."""
+        model = load_model(self.models_dir, version)
+        if self.threshold_overrides:
+            merged = {**model.thresholds.to_dict(), **self.threshold_overrides}
+            model.thresholds = Thresholds.from_dict(merged)
+        with self._lock:
+            self._active_stamp = self._stamp()
+            self._model = model
+        log.info("model %s loaded, thresholds %s", model.version, model.thresholds.to_dict())
+        return model
+
+    def reload_if_changed(self) -> bool:
+        """Swap in the version `ACTIVE` names if it changed; True if a new model was loaded."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self.check_seconds
+        stamp = self._stamp()
+        if stamp == self._active_stamp and self._model is not None:
+            return False
+        version = active_version(self.models_dir)
+        if version is None or (self._model is not None and version == self._model.version):
+            self._active_stamp = stamp
+            return False
+        try:
+            self.load(version)
+        except Exception:
+            log.exception("model %s failed to load; keeping the current model", version)
+            self._active_stamp = stamp
+            return False
+        return True
+
+    def _stamp(self) -> tuple[float, int] | None:
+        try:
+            info = (self.models_dir / ACTIVE_FILE).stat()
+        except OSError:
+            return None
+        return (info.st_mtime, info.st_ino)
+
+
+def to_record(row: tables.Comment) -> Comment:
+    """The classifier's view of a stored comment."""
+    return Comment(
+        content=row.content,
+        author=row.author,
+        author_email=row.author_email,
+        author_url=row.author_url,
+        user_ip=row.user_ip,
+        user_agent=row.user_agent,
+        referrer=row.referrer,
+        permalink=row.permalink,
+        comment_type=row.comment_type,
+        created_at=row.created_at,
+        blog=row.blog,
+        blog_lang=row.blog_lang,
+        user_role=row.user_role,
+        honeypot=row.honeypot,
+        extra=dict(row.extra or {}),
+    )
+
+
+def score_into(session: Session, comment: tables.Comment, model: LoadedModel) -> tables.Verdict:
+    """Score a comment and add its verdict to the session (the caller commits)."""
+    started = time.perf_counter()
+    verdict = model.score(to_record(comment))
+    row = tables.Verdict(
+        comment_id=comment.id,
+        score=verdict.score,
+        decision=verdict.decision.value,
+        reasons=[reason.to_dict() for reason in verdict.reasons],
+        model_version=verdict.model_version,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        scored_at=tables.utcnow(),
+    )
+    session.add(row)
+    comment.status = tables.CommentStatus.SCORED
+    comment.verdict = row
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreOutcome:
+    """What scoring a stored comment did, and which callback delivery (if any) is due."""
+
+    found: bool
+    scored_now: bool
+    delivery_id: uuid.UUID | None
+
+
+def score_stored_comment(
+    sessions: SessionFactory, comment_id: uuid.UUID, model: LoadedModel
+) -> ScoreOutcome:
+    """Score a stored comment once, and make sure its callback delivery exists.
+
+    Safe to run any number of times, concurrently too: the verdict is unique per comment, so a
+    second run finds it (or loses the insert race) and only ensures the delivery is scheduled.
+    The verdict and the delivery are committed together, so neither exists without the other.
+    """
+    with sessions() as session:
+        comment = session.get(tables.Comment, comment_id)
+        if comment is None:
+            log.warning("comment %s not found; nothing to score", comment_id)
+            return ScoreOutcome(found=False, scored_now=False, delivery_id=None)
+        if comment.verdict is None:
+            score_into(session, comment, model)
+            delivery = _new_delivery(comment)
+            if delivery is not None:
+                session.add(delivery)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # another run scored it first: fall through to the delivery
+            else:
+                return ScoreOutcome(True, True, delivery.id if delivery is not None else None)
+        return ScoreOutcome(True, False, _ensure_delivery(session, comment_id))
+
+
+def _new_delivery(comment: tables.Comment) -> tables.CallbackDelivery | None:
+    if not comment.callback_url:
+        return None
+    return tables.CallbackDelivery(
+        id=uuid.uuid4(), comment_id=comment.id, event="verdict", url=comment.callback_url
+    )
+
+
+def _ensure_delivery(session: Session, comment_id: uuid.UUID) -> uuid.UUID | None:
+    """The pending delivery of a scored comment, created if it is missing."""
+    delivery = session.execute(
+        select(tables.CallbackDelivery).where(
+            tables.CallbackDelivery.comment_id == comment_id,
+            tables.CallbackDelivery.event == "verdict",
+        )
+    ).scalar_one_or_none()
+    if delivery is None:
+        comment = session.get(tables.Comment, comment_id)
+        new = _new_delivery(comment) if comment is not None else None
+        if new is None:
+            session.commit()
+            return None
+        session.add(new)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return _ensure_delivery(session, comment_id)
+        return new.id
+    session.commit()
+    return delivery.id if delivery.status == tables.DeliveryStatus.PENDING else None

@@ -1,0 +1,133 @@
+"""The Celery app, configured from Settings, and the producer the API uses to queue tasks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import redis
+from celery import Celery
+from kombu.entity import Queue
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCORING_QUEUE = "commentguard.scoring"
+CALLBACKS_QUEUE = "commentguard.callbacks"
+SCORE_TASK = "commentguard.score_comment"
+DELIVER_TASK = "commentguard.deliver_callback"
+SWEEP_TASK = "commentguard.sweep_pending"
+
+
+class BrokerNotConfigured(RuntimeError):
+    """No Redis URL: set COMMENTGUARD_REDIS_URL, or run `commentguard serve` to embed one."""
+
+
+def _queue(name: str) -> Queue:
+    # Direct queues: Celery publishes to them through the nameless exchange, which routes by
+    # queue name alone rather than through bindings kept in Redis, so messages still arrive
+    # after Redis loses its keys (flushed, or restarted without persistence).
+    return Queue(name, routing_key=name)  # type: ignore[no-untyped-call]
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for `settings` (JSON only, time limits, late acks, no result backend)."""
+    if not settings.redis_url:
+        raise BrokerNotConfigured(
+            "COMMENTGUARD_REDIS_URL is not set (only `commentguard serve` embeds a Redis)"
+        )
+    app = Celery("commentguard", set_as_current=False)
+    app.conf.update(
+        broker_url=settings.redis_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "socket_connect_timeout": 2,
+            "socket_timeout": 10,
+            # Longer than the longest callback backoff, or a scheduled retry would run twice.
+            "visibility_timeout": int(settings.callback_backoff_max_seconds) + 1800,
+        },
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_time_limit=settings.task_time_limit_seconds,
+        task_soft_time_limit=settings.task_soft_time_limit_seconds,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        task_queues=[_queue(SCORING_QUEUE), _queue(CALLBACKS_QUEUE)],
+        task_default_queue=SCORING_QUEUE,
+        task_routes={
+            SCORE_TASK: {"queue": SCORING_QUEUE},
+            SWEEP_TASK: {"queue": SCORING_QUEUE},
+            DELIVER_TASK: {"queue": CALLBACKS_QUEUE},
+        },
+        # A publish that fails is not retried for long: the comment is already committed
+        # and the sweep will queue it, so the API answers instead of waiting on Redis.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
+        beat_schedule={
+            "sweep-pending": {
+                "task": SWEEP_TASK,
+                "schedule": timedelta(seconds=settings.pending_sweep_interval_seconds),
+                "options": {"expires": settings.pending_sweep_interval_seconds},
+            }
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        timezone="UTC",
+    )
+    return app
+
+
+class TaskQueue:
+    """Queues tasks by name, for processes that do not run them (the API, the sweep)."""
+
+    def __init__(self, settings: Settings, pause_seconds: float = 5.0) -> None:
+        self.celery = make_celery(settings)
+        self._redis = redis.Redis.from_url(
+            settings.redis_url or "", socket_connect_timeout=1, socket_timeout=1
+        )
+        self._pause_seconds = pause_seconds
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def score(self, comment_id: uuid.UUID) -> bool:
+        """Queue `score_comment`; False (logged) if Redis is unreachable."""
+        return self._send(SCORE_TASK, str(comment_id))
+
+    def deliver(self, delivery_id: uuid.UUID, countdown: float | None = None) -> bool:
+        """Queue `deliver_callback`; False (logged) if Redis is unreachable."""
+        return self._send(DELIVER_TASK, str(delivery_id), countdown)
+
+    def ping(self) -> None:
+        """Raise unless Redis answers."""
+        self._redis.ping()
+
+    def close(self) -> None:
+        self._redis.close()
+        self.celery.close()
+
+    def _send(self, task: str, arg: str, countdown: float | None = None) -> bool:
+        # After a failure, stop trying for a few seconds, so that a Redis outage costs each
+        # request nothing: everything committed meanwhile is picked up by the pending sweep.
+        if time.monotonic() < self._paused_until:
+            return False
+        try:
+            self.celery.send_task(task, args=[arg], countdown=countdown)
+        except Exception as exc:
+            with self._lock:
+                self._paused_until = time.monotonic() + self._pause_seconds
+            log.warning("could not queue %s(%s), the sweep will: %s", task, arg, exc)
+            return False
+        return True

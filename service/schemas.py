@@ -1,0 +1,158 @@
+"""The HTTP API's request and response types (pydantic), as they appear in the OpenAPI schema."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from classifier import Decision
+from service import tables
+
+SHORT = 512
+LONG = 4096
+
+
+class CommentIn(BaseModel):
+    """A comment with the Akismet protocol's fields; unknown keys are kept in `extra`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    content: str = Field(description="The comment's text (at most 64 KiB of UTF-8).")
+    author: str = Field(default="", max_length=SHORT)
+    author_email: str = Field(default="", max_length=SHORT)
+    author_url: str = Field(default="", max_length=LONG)
+    user_ip: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", max_length=LONG)
+    referrer: str = Field(default="", max_length=LONG)
+    permalink: str = Field(default="", max_length=LONG)
+    comment_type: str = Field(default="", max_length=64)
+    created_at: datetime | None = Field(default=None, description="When the comment was written.")
+    blog: str = Field(
+        default="", max_length=2048, description="The site's URL; sites are created on first use."
+    )
+    blog_lang: str = Field(default="", max_length=64)
+    user_role: str = Field(default="", max_length=64)
+    honeypot: str = Field(default="", max_length=LONG)
+    is_test: bool = Field(default=False, description="A test submission (kept apart in stats).")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL; refusing it here keeps both databases alike.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    def all_extra(self) -> dict[str, Any]:
+        """`extra` plus every unknown key the platform sent."""
+        return {**(self.model_extra or {}), **self.extra}
+
+
+class WebhookCommentIn(CommentIn):
+    """A comment to score in the background, with a callback for the verdict."""
+
+    external_id: str = Field(
+        min_length=1, max_length=255, description="The platform's id; resubmitting it is a no-op."
+    )
+    callback_url: str | None = Field(
+        default=None, max_length=2048, description="Where to POST the signed verdict."
+    )
+
+
+class CheckIn(CommentIn):
+    """A comment to score now."""
+
+    external_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class ReasonOut(BaseModel):
+    feature: str
+    description: str
+    weight: float
+
+
+class VerdictOut(BaseModel):
+    score: float = Field(description="Calibrated probability that the comment is spam.")
+    decision: Decision
+    reasons: list[ReasonOut]
+    model_version: str
+    scored_at: datetime
+
+    @classmethod
+    def from_row(cls, row: tables.Verdict) -> VerdictOut:
+        return cls(
+            score=row.score,
+            decision=Decision(row.decision),
+            reasons=[ReasonOut(**reason) for reason in row.reasons],
+            model_version=row.model_version,
+            scored_at=row.scored_at,
+        )
+
+
+class Links(BaseModel):
+    self: str
+
+
+class CommentOut(BaseModel):
+    """A comment's state, and its verdict once scored."""
+
+    id: uuid.UUID
+    external_id: str | None
+    site: str = Field(description='The site\'s normalised URL ("" for the default site).')
+    status: tables.CommentStatus
+    is_test: bool
+    received_at: datetime
+    verdict: VerdictOut | None
+    links: Links
+
+    @classmethod
+    def from_row(cls, row: tables.Comment, site_url: str) -> CommentOut:
+        return cls(
+            id=row.id,
+            external_id=row.external_id,
+            site=site_url,
+            status=tables.CommentStatus(row.status),
+            is_test=row.is_test,
+            received_at=row.received_at,
+            verdict=VerdictOut.from_row(row.verdict) if row.verdict is not None else None,
+            links=Links(self=f"/v1/comments/{row.id}"),
+        )
+
+
+class CallbackBody(CommentOut):
+    """What a callback POSTs: the comment's state with its verdict."""
+
+    event: str = "verdict"
+
+
+class SiteOut(BaseModel):
+    id: int
+    url: str
+    callback_secret: str = Field(description="Verifies X-Commentguard-Signature on callbacks.")
+    created_at: datetime
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Machine-readable, e.g. `validation_error`, `unauthorized`.")
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every error response has this shape."""
+
+    error: ErrorBody
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(description='"ok", or what failed, for model/database/redis.')
+    model_version: str | None = None

@@ -1,0 +1,74 @@
+"""API keys: shown once, stored as an HMAC, found by a short prefix, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service import tables
+
+KEY_PREFIX = "cg_"
+LOOKUP_LENGTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A freshly created key: `plaintext` is shown once and never stored."""
+
+    account_id: int
+    key_id: int
+    plaintext: str
+
+
+def hash_key(plaintext: str, secret_key: str) -> str:
+    # Keys are 256-bit random tokens, so a fast keyed hash is enough (no password stretching):
+    # a stolen table is useless without the server's secret key.
+    return hmac.new(secret_key.encode(), plaintext.encode(), hashlib.sha256).hexdigest()
+
+
+def lookup_prefix(plaintext: str) -> str:
+    return plaintext[len(KEY_PREFIX) : len(KEY_PREFIX) + LOOKUP_LENGTH]
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_account_with_key(session: Session, name: str, secret_key: str) -> NewKey:
+    """Create an account and its first key; the caller commits."""
+    account = tables.Account(name=name)
+    session.add(account)
+    session.flush()
+    plaintext = generate_key()
+    key = tables.ApiKey(
+        account_id=account.id,
+        name=name,
+        prefix=lookup_prefix(plaintext),
+        key_hash=hash_key(plaintext, secret_key),
+    )
+    session.add(key)
+    session.flush()
+    return NewKey(account_id=account.id, key_id=key.id, plaintext=plaintext)
+
+
+def authenticate(session: Session, plaintext: str, secret_key: str) -> int | None:
+    """The account id a key belongs to, or None for an unknown or revoked key."""
+    if not plaintext.startswith(KEY_PREFIX) or len(plaintext) > 200:
+        return None
+    candidates = session.execute(
+        select(tables.ApiKey.account_id, tables.ApiKey.key_hash).where(
+            tables.ApiKey.prefix == lookup_prefix(plaintext),
+            tables.ApiKey.revoked_at.is_(None),
+        )
+    ).all()
+    digest = hash_key(plaintext, secret_key)
+    found = None
+    for account_id, key_hash in candidates:
+        if hmac.compare_digest(key_hash, digest):
+            found = account_id
+    return found

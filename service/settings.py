@@ -1,0 +1,76 @@
+"""Configuration: one settings class, read from `COMMENTGUARD_*` variables or `.env` at runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "changethis"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COMMENTGUARD_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Literal["local", "production"] = "local"
+    secret_key: str = PLACEHOLDER_SECRET
+    log_level: str = "INFO"
+
+    database_url: str = "sqlite:///./var/commentguard.db"
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+    data_dir: Path = Path("var")
+
+    models_dir: Path = Path("models")
+    model_reload_check_seconds: float = Field(default=1.0, ge=0)
+    threshold_unsure: float | None = Field(default=None, ge=0, le=1)
+    threshold_spam: float | None = Field(default=None, ge=0, le=1)
+    threshold_discard: float | None = Field(default=None, ge=0, le=1)
+
+    max_content_bytes: int = Field(default=65536, ge=1)
+    max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+
+    callback_timeout_seconds: float = Field(default=5.0, gt=0)
+    callback_max_attempts: int = Field(default=8, ge=1)
+    callback_backoff_seconds: float = Field(default=2.0, gt=0)
+    callback_backoff_max_seconds: float = Field(default=1800.0, gt=0)
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    pending_sweep_age_seconds: float = Field(default=60.0, gt=0)
+    pending_sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    sweep_batch_size: int = Field(default=1000, ge=1)
+
+    task_soft_time_limit_seconds: int = Field(default=30, ge=1)
+    task_time_limit_seconds: int = Field(default=60, ge=1)
+    callback_worker_threads: int = Field(default=16, ge=1)
+
+    @field_validator("callback_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        # Comma-separated in the environment ("localhost:9000,hooks.internal"), a list in code.
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.environment != "local" and self.secret_key in ("", PLACEHOLDER_SECRET):
+            raise ValueError(
+                "COMMENTGUARD_SECRET_KEY must be set to a random value outside local "
+                'development (e.g. python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        if self.environment != "local" and len(self.secret_key) < 16:
+            raise ValueError("COMMENTGUARD_SECRET_KEY must be at least 16 characters")
+        if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
+            raise ValueError("task_soft_time_limit_seconds must be below task_time_limit_seconds")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,135 @@
+"""Celery tasks: thin wrappers that take ids, reload state from the database and call plain code.
+
+Every task is safe to run twice, which is why they ack late: a message redelivered after a
+worker died, or re-queued by the sweep, does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from celery import Task, shared_task
+from celery.signals import worker_process_init
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from service import tables
+from service.callbacks import deliver, make_client
+from service.db import SessionFactory, make_engine, make_session_factory
+from service.engine import ModelHolder, score_stored_comment
+from service.queue import DELIVER_TASK, SCORE_TASK, SWEEP_TASK
+from service.schemas import CallbackBody
+from service.settings import Settings
+from service.sweep import find_stale
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process opens once: database, model and HTTP client."""
+
+    settings: Settings
+    engine: Engine
+    sessions: SessionFactory
+    models: ModelHolder
+    client: httpx.Client
+
+
+_settings: Settings | None = None
+_context: WorkerContext | None = None
+_lock = threading.Lock()
+
+
+def configure(settings: Settings) -> None:
+    """Set the settings the worker's processes use (before the pool forks them)."""
+    global _settings, _context
+    _settings = settings
+    _context = None
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per callback is too many
+
+
+def context() -> WorkerContext:
+    """This process's context, opened on first use (after the fork, never before it)."""
+    global _context
+    with _lock:
+        if _context is None:
+            if _settings is None:
+                raise RuntimeError("service.tasks.configure(settings) was not called")
+            engine = make_engine(_settings)
+            models = ModelHolder.from_settings(_settings)
+            models.load()
+            _context = WorkerContext(
+                _settings, engine, make_session_factory(engine), models, make_client(_settings)
+            )
+        return _context
+
+
+@worker_process_init.connect
+def _open_in_child(**_kwargs: Any) -> None:
+    # A forked child must not reuse its parent's database connections; load the model now so
+    # that the first task does not pay for it.
+    global _context
+    _context = None
+    if _settings is not None:
+        context()
+
+
+def render_callback(comment: tables.Comment, site: tables.Site) -> dict[str, Any]:
+    return CallbackBody.from_row(comment, site.url).model_dump(mode="json")
+
+
+def _send(task: Task, name: str, arg: uuid.UUID, countdown: float | None = None) -> None:
+    try:
+        task.app.send_task(name, args=[str(arg)], countdown=countdown)
+    except Exception as exc:  # the row is committed; the sweep will queue it
+        log.warning("could not queue %s(%s); the sweep will: %s", name, arg, exc)
+
+
+@shared_task(bind=True, name=SCORE_TASK, acks_late=True, max_retries=5)
+def score_comment(self: Task, comment_id: str) -> None:
+    """Score a stored comment (once) and queue its callback."""
+    ctx = context()
+    ctx.models.reload_if_changed()
+    try:
+        outcome = score_stored_comment(ctx.sessions, uuid.UUID(comment_id), ctx.models.current)
+    except OperationalError as exc:  # database briefly unavailable
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+    if outcome.delivery_id is not None:
+        _send(self, DELIVER_TASK, outcome.delivery_id)
+
+
+@shared_task(bind=True, name=DELIVER_TASK, acks_late=True, max_retries=5)
+def deliver_callback(self: Task, delivery_id: str) -> None:
+    """Make one attempt at a callback; schedule the next one with backoff if it failed."""
+    ctx = context()
+    try:
+        outcome = deliver(
+            ctx.sessions, uuid.UUID(delivery_id), ctx.settings, ctx.client, render_callback
+        )
+    except OperationalError as exc:
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+    if outcome.retry_in is not None:
+        _send(self, DELIVER_TASK, uuid.UUID(delivery_id), countdown=outcome.retry_in)
+
+
+@shared_task(bind=True, name=SWEEP_TASK, acks_late=True)
+def sweep_pending(self: Task) -> None:
+    """Re-queue comments left pending and deliveries whose retry is due."""
+    ctx = context()
+    stale = find_stale(ctx.sessions, ctx.settings)
+    for comment_id in stale.comment_ids:
+        _send(self, SCORE_TASK, comment_id)
+    for delivery_id in stale.delivery_ids:
+        _send(self, DELIVER_TASK, delivery_id)
+    if stale.comment_ids or stale.delivery_ids:
+        log.info(
+            "sweep re-queued %d comments and %d deliveries",
+            len(stale.comment_ids),
+            len(stale.delivery_ids),
+        )
