@@ -15,7 +15,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "word_ngrams": 3,
     "char_ngrams": (3, 5),
     "min_df": 2,
-    "max_char_features": 300_000,
+    "word_bits": 20,
+    "char_bits": 21,
     "C": 20.0,
     "calibration_folds": 5,
 }
@@ -33,7 +34,8 @@ def build_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
         word_ngrams=int(p["word_ngrams"]),
         char_ngrams=(int(p["char_ngrams"][0]), int(p["char_ngrams"][1])),
         min_df=int(p["min_df"]),
-        max_char_features=p["max_char_features"],
+        word_bits=int(p["word_bits"]),
+        char_bits=int(p["char_bits"]),
     )
     classifier = CalibratedClassifierCV(
         LogisticRegression(C=float(p["C"]), max_iter=2000, solver="liblinear"),

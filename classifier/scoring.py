@@ -8,22 +8,16 @@ those, named in plain words.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
-from classifier.features import (
-    SIGNAL_NAMES,
-    CommentVectorizer,
-    Prepared,
-    describe_signal,
-    prepare,
-    to_frame,
-)
+from classifier import hashing
+from classifier.features import CommentVectorizer, FeatureParts, Prepared, prepare, to_frame
+from classifier.signals import SIGNAL_NAMES, describe_signal
 from classifier.record import Comment
 
 DEFAULT_REASONS = 6
@@ -119,10 +113,15 @@ class LoadedModel:
         self._a = float(calibrator.a_)
         self._b = float(calibrator.b_)
         self._names = _FeatureNames(self.vectorizer)
+        self._first_signal = self.vectorizer.offsets["signal"]
 
     def probabilities(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> np.ndarray:
         """The calibrated probability of spam of each comment."""
         return self._probabilities(self._features(self._prepare(comments)))
+
+    def logits(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> np.ndarray:
+        """The linear score (log-odds before calibration) of each comment."""
+        return self._logits(self._features(self._prepare(comments)))
 
     def score(self, comment: Comment | Mapping[str, Any] | str, reasons: int = DEFAULT_REASONS) -> Verdict:
         """Score one comment, with its reasons."""
@@ -136,13 +135,19 @@ class LoadedModel:
         features = self._features(prepared)
         scores = self._probabilities(features)
         verdicts = []
+        if reasons:
+            order = np.argsort(features.doc, kind="stable")
+            bounds = np.searchsorted(features.doc[order], np.arange(len(scores) + 1))
         for i, score in enumerate(scores):
-            row = features.getrow(i)
             verdicts.append(
                 Verdict(
                     score=float(score),
                     decision=self.thresholds.decide(float(score)),
-                    reasons=self._reasons(row, reasons) if reasons else [],
+                    reasons=self._reasons(
+                        prepared[i], features, order[bounds[i] : bounds[i + 1]], i, reasons
+                    )
+                    if reasons
+                    else [],
                     model_version=self.version,
                 )
             )
@@ -151,60 +156,94 @@ class LoadedModel:
     def _prepare(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> list[Prepared]:
         return [prepare(row) for row in to_frame(comments)]
 
-    def _features(self, prepared: Sequence[Prepared]) -> sparse.csr_matrix:
-        return self.vectorizer.transform_prepared(prepared)
+    def _features(self, prepared: Sequence[Prepared]) -> FeatureParts:
+        return self.vectorizer.transform_parts(prepared)
 
-    def _probabilities(self, features: sparse.csr_matrix) -> np.ndarray:
-        logits = features @ self._coef + self._intercept
+    def _logits(self, parts: FeatureParts) -> np.ndarray:
+        sparse_part = np.bincount(
+            parts.doc, weights=parts.value * self._coef[parts.column], minlength=parts.n
+        )
+        return sparse_part + parts.signals @ self._coef[self._first_signal :] + self._intercept
+
+    def _probabilities(self, parts: FeatureParts) -> np.ndarray:
         # Platt scaling, exactly as sklearn's _SigmoidCalibration.predict.
-        return 1.0 / (1.0 + np.exp(self._a * logits + self._b))
+        return 1.0 / (1.0 + np.exp(self._a * self._logits(parts) + self._b))
 
-    def _raw_value(self, index: int, value: float) -> float:
-        """A signal's value before standardisation (other features are returned as they are)."""
-        first_signal = self._coef.shape[0] - len(SIGNAL_NAMES)
-        if index < first_signal:
-            return float(value)
-        j = index - first_signal
-        return float(value * self.vectorizer.signal_scale_[j] + self.vectorizer.signal_mean_[j])
-
-    def _reasons(self, row: sparse.csr_matrix, limit: int) -> list[Reason]:
-        contributions = row.data * self._coef[row.indices]
+    def _reasons(
+        self, prepared: Prepared, parts: FeatureParts, rows: np.ndarray, i: int, limit: int
+    ) -> list[Reason]:
+        columns = np.concatenate(
+            (parts.column[rows], self._first_signal + np.arange(parts.signals.shape[1]))
+        )
+        values = np.concatenate((parts.value[rows], parts.signals[i]))
+        contributions = values * self._coef[columns]
         order = np.argsort(-np.abs(contributions), kind="stable")[:limit]
+        describe = self._names.describer(prepared)
         reasons = []
         for k in order:
             weight = float(contributions[k])
             if weight == 0.0:
                 continue
-            index = int(row.indices[k])
-            feature, description = self._names.describe(index, self._raw_value(index, row.data[k]))
+            column = int(columns[k])
+            value = float(values[k])
+            j = column - self._first_signal
+            if j >= 0:  # back to the signal's own scale, for its description
+                value = value * self.vectorizer.signal_scale_[j] + self.vectorizer.signal_mean_[j]
+            feature, description = describe(column, float(value))
             reasons.append(Reason(feature, description, round(weight, 4)))
         return reasons
 
 
 class _FeatureNames:
-    """Index → (machine name, plain words), without materialising every feature's name."""
+    """Column → (machine name, plain words). N-gram columns are hashed, so their words are
+    recovered from the comment being explained: the n-gram of its text that hashes there."""
 
     def __init__(self, vectorizer: CommentVectorizer) -> None:
-        self._blocks: list[tuple[str, int, list[str]]] = []
-        offset = 0
-        for family, vocabulary in (
-            ("word", vectorizer.word_vocabulary_),
-            ("chars", vectorizer.char_vocabulary_),
-            ("domain", vectorizer.domain_vocabulary_),
-            ("signal", {name: i for i, name in enumerate(SIGNAL_NAMES)}),
-        ):
-            terms = [""] * len(vocabulary)
-            for term, i in vocabulary.items():
-                terms[i] = term
-            self._blocks.append((family, offset, terms))
-            offset += len(vocabulary)
+        self._vectorizer = vectorizer
+        offsets = vectorizer.offsets
+        self._word = offsets["word"]
+        self._chars = offsets["chars"]
+        self._domain = offsets["domain"]
+        self._signal = offsets["signal"]
+        self._domains = [""] * len(vectorizer.domain_vocabulary_)
+        for term, i in vectorizer.domain_vocabulary_.items():
+            self._domains[i] = term
 
-    def describe(self, index: int, value: float) -> tuple[str, str]:
-        for family, offset, terms in reversed(self._blocks):
-            if index >= offset:
-                term = terms[index - offset]
-                return f"{family}:{term}", _describe(family, term, value)
-        raise IndexError(index)
+    def describer(self, prepared: Prepared) -> Callable[[int, float], tuple[str, str]]:
+        """A function naming the columns of this comment's feature row."""
+        v = self._vectorizer
+        cache: dict[str, hashing.Grams] = {}
+
+        def gram(family: str, bucket: int) -> str:
+            if family not in cache:
+                cache[family] = (
+                    hashing.word_ngrams([prepared.text], v.word_ngrams, v.word_bits)
+                    if family == "word"
+                    else hashing.char_ngrams([prepared.text], *v.char_ngrams, v.char_bits)
+                )
+            grams = cache[family]
+            found = np.flatnonzero(grams.column == bucket)
+            if len(found) == 0:
+                return f"#{bucket}"
+            k = found[0]
+            text = prepared.text if family == "word" else f" {prepared.text} "
+            shift = 0 if family == "word" else 1  # char offsets count from before the pad
+            return text[grams.start[k] + shift : grams.stop[k] + shift]
+
+        def describe(column: int, value: float) -> tuple[str, str]:
+            if column >= self._signal:
+                name = SIGNAL_NAMES[column - self._signal]
+                return f"signal:{name}", describe_signal(name, value)
+            if column >= self._domain:
+                term = self._domains[column - self._domain]
+                return f"domain:{term}", _describe("domain", term)
+            if column >= self._chars:
+                term = gram("chars", int(v.char_buckets_[column - self._chars]))
+                return f"chars:{term}", _describe("chars", term)
+            term = gram("word", int(v.word_buckets_[column - self._word]))
+            return f"word:{term}", _describe("word", term)
+
+        return describe
 
 
 _DOMAIN_WORDS = {
@@ -215,7 +254,7 @@ _DOMAIN_WORDS = {
 }
 
 
-def _describe(family: str, term: str, value: float) -> str:
+def _describe(family: str, term: str) -> str:
     if family == "word":
         return f'the word{"s" if " " in term else ""} "{term}"'
     if family == "chars":
@@ -223,7 +262,7 @@ def _describe(family: str, term: str, value: float) -> str:
     if family == "domain":
         kind, _, domain = term.partition(":")
         return _DOMAIN_WORDS.get(kind, "{}").format(domain)
-    return describe_signal(term, value)
+    raise ValueError(family)
 
 
 def logit(probability: float) -> float:
