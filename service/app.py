@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
 from service import errors
@@ -41,13 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Self-hosted comment moderation: is this comment spam, why, and how sure?",
         lifespan=lifespan,
         responses=errors.responses(422),
-        # Requests over this are refused with 413 before their body is read whole.
-        max_body_size=settings.max_body_bytes,
     )
     errors.install(app)
     app.include_router(comments.router)
     app.include_router(sites.router)
     app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
 
@@ -64,3 +64,59 @@ def build_services(settings: Settings) -> Services:
     if queue is None:
         log.warning("COMMENTGUARD_REDIS_URL is not set: comments are queued by the sweep only")
     return Services(settings, engine, make_session_factory(engine), models, queue)
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` with a JSON 413, before anything parses them.
+
+    A declared Content-Length is checked up front; a chunked body is read (up to the limit)
+    before the app sees it, then replayed.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = errors.error_response(
+            413, "payload_too_large", f"the request body exceeds {self.max_bytes} bytes"
+        )
+        await response(scope, receive, send)

@@ -150,6 +150,9 @@ def evaluate(
         list[str] | None,
         typer.Option("--corpus", help="Bundled corpora to use (default: the default mix)."),
     ] = None,
+    baseline: Annotated[
+        bool, typer.Option("--baseline", help="Evaluate the plain TF-IDF + LR baseline instead.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed for fold assignment.")] = 0,
 ) -> None:
@@ -169,12 +172,16 @@ def evaluate(
 
         try:
             if lovo:
-                result = protocols.leave_one_video_out(report=report)
+                result = protocols.leave_one_video_out(baseline=baseline, report=report)
             elif cv:
-                result = protocols.cross_validate(cv, corpora=corpus, seed=seed, report=report)
+                result = protocols.cross_validate(
+                    cv, corpora=corpus, seed=seed, baseline=baseline, report=report
+                )
             else:
                 assert test is not None
-                result = protocols.held_out_file(test, corpora=corpus, report=report)
+                result = protocols.held_out_file(
+                    test, corpora=corpus, baseline=baseline, report=report
+                )
         except (CorpusError, ValueError) as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
@@ -287,7 +294,7 @@ def serve(
             os.kill(os.getpid(), signal.SIGTERM)
 
         supervisor.watch(child_exited)
-        os.environ.update(child_env(ready, ready.redis_url or ""))
+        os.environ.update(child_env(ready))
         _run_api(ready, host, port, api_workers)
 
 
@@ -326,7 +333,9 @@ def worker(
         int | None, typer.Option(help="Processes or threads (default: CPU count).")
     ] = None,
     pool: Annotated[str, typer.Option(help="prefork (CPU-bound) or threads (I/O).")] = "prefork",
-    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="Log level (default: COMMENTGUARD_LOG_LEVEL).")
+    ] = None,
 ) -> None:
     """Run a Celery worker for the scoring and/or callback queues."""
     import os
@@ -360,7 +369,7 @@ def worker(
             f"--queues={','.join(names)}",
             f"--concurrency={concurrency or os.cpu_count() or 1}",
             f"--pool={pool}",
-            f"--loglevel={loglevel}",
+            f"--loglevel={loglevel or settings.log_level}",
             f"--hostname={nodename}-{os.getpid()}@%h",
             "--without-gossip",
             "--without-mingle",
@@ -370,7 +379,11 @@ def worker(
 
 
 @app.command()
-def beat(loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO") -> None:
+def beat(
+    loglevel: Annotated[
+        str | None, typer.Option(help="Log level (default: COMMENTGUARD_LOG_LEVEL).")
+    ] = None,
+) -> None:
     """Run the scheduler that queues the pending sweep."""
     from service.queue import BrokerNotConfigured, make_celery
 
@@ -381,7 +394,10 @@ def beat(loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO") -> 
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    celery.Beat(loglevel=loglevel, schedule=str(settings.data_dir / "celerybeat-schedule")).run()
+    celery.Beat(
+        loglevel=loglevel or settings.log_level,
+        schedule=str(settings.data_dir / "celerybeat-schedule"),
+    ).run()
 
 
 @keys_app.command("create")

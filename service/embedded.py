@@ -134,13 +134,22 @@ def start_redis(supervisor: Supervisor, data_dir: Path) -> str:
     return url
 
 
-def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
-    """The environment for a child: the parent's, plus the Redis URL it must use."""
-    env = dict(os.environ)
-    env["COMMENTGUARD_REDIS_URL"] = redis_url
-    env["COMMENTGUARD_DATABASE_URL"] = settings.database_url
-    env["COMMENTGUARD_MODELS_DIR"] = str(settings.models_dir)
-    env["COMMENTGUARD_DATA_DIR"] = str(settings.data_dir)
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The `COMMENTGUARD_*` variables that make a child process read these same settings."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        env[f"COMMENTGUARD_{name.upper()}"] = str(value)
+    return env
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment for a child: the parent's, with every setting spelled out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMENTGUARD_")}
+    env.update(settings_env(settings))
     return env
 
 
@@ -183,7 +192,7 @@ def embedded_stack(
         ready = settings.model_copy(update={"redis_url": redis_url})
         start_workers(
             supervisor,
-            child_env(ready, redis_url),
+            child_env(ready),
             concurrency,
             settings.callback_worker_threads,
             with_beat,
