@@ -6,6 +6,7 @@ from typing import Any
 
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from classifier.features import CommentVectorizer
@@ -19,6 +20,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "char_bits": 21,
     "C": 20.0,
     "calibration_folds": 5,
+    "seed": 0,
 }
 
 
@@ -40,7 +42,9 @@ def build_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
     classifier = CalibratedClassifierCV(
         LogisticRegression(C=float(p["C"]), max_iter=2000, solver="liblinear"),
         method="sigmoid",
-        cv=int(p["calibration_folds"]),
+        # Shuffled folds: corpora are concatenated in order, and contiguous folds would
+        # calibrate on one corpus's scores from a model trained mostly on another.
+        cv=StratifiedKFold(int(p["calibration_folds"]), shuffle=True, random_state=int(p["seed"])),
         ensemble=False,
     )
     return Pipeline([("features", features), ("classifier", classifier)])

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from classifier.features import CommentVectorizer, prepare, to_frame
+from classifier.record import Comment
+from classifier.signals import SIGNAL_NAMES, signal_matrix
+
+
+@parametrize_with_checks([CommentVectorizer(word_bits=12, char_bits=12, min_df=1)])
+def test_comment_vectorizer_passes_sklearn_checks(estimator, check) -> None:  # type: ignore[no-untyped-def]
+    check(estimator)
+
+
+def _signals(comment: Comment) -> dict[str, float]:
+    row = signal_matrix([prepare(to_frame([comment])[0])])[0]
+    return dict(zip(SIGNAL_NAMES, row.tolist(), strict=True))
+
+
+def test_signal_matrix_counts_links_domains_and_shorteners() -> None:
+    s = _signals(Comment("go http://bit.ly/x and http://bit.ly/y or www.example.com"))
+    assert s["links"] == pytest.approx(np.log1p(3))
+    assert s["link_domains"] == pytest.approx(np.log1p(2))
+    assert s["shortened_link"] == 1.0
+
+
+def test_signal_matrix_reads_author_url_and_honeypot() -> None:
+    s = _signals(
+        Comment("visit shop.com today", author_url="https://www.shop.com/", honeypot="x")
+    )
+    assert s["author_url"] == 1.0
+    assert s["author_url_linked"] == 1.0
+    assert s["honeypot"] == 1.0
+
+
+def test_signal_matrix_measures_text_shape() -> None:
+    s = _signals(Comment("FREE MONEY!!!! call +44 7935 454150 now 😀😀"))
+    assert s["capitals"] > 0.5
+    assert s["exclamations"] == pytest.approx(np.log1p(4))
+    assert s["repeated_chars"] == pytest.approx(np.log1p(4))
+    assert s["phone_number"] == 1.0
+    assert s["emoji"] == pytest.approx(np.log1p(2))
+
+
+def test_signal_matrix_flags_disguise_but_not_foreign_scripts() -> None:
+    assert _signals(Comment("привет login"))["mixed_scripts"] == 0.0  # whole words Cyrillic
+    assert _signals(Comment("pаypal login"))["mixed_scripts"] == 1.0  # one Cyrillic а
+    assert _signals(Comment("#hāźeł_mcẹ̀wǝṅ"))["disguised_letters"] > 0.3
+    assert _signals(Comment("강남스타일 최고"))["disguised_letters"] == 0.0
+
+
+def test_signal_matrix_finds_crypto_wallets() -> None:
+    s = _signals(Comment("send to 0x52908400098527886E0F7030069857D2E4169EE7 today"))
+    assert s["crypto_wallet"] == 1.0
+
+
+def test_transform_matches_between_batch_and_single() -> None:
+    texts = ["check out my channel", "I love this song", "free iphone at bit.ly/x"]
+    vectorizer = CommentVectorizer(min_df=1).fit(to_frame(texts * 2))
+    batch = vectorizer.transform(to_frame(texts)).toarray()
+    single = np.vstack([vectorizer.transform(to_frame([t])).toarray() for t in texts])
+    np.testing.assert_allclose(batch, single)
