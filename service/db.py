@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,9 @@ def alembic_config(database_url: str) -> Any:
     """The Alembic configuration shipped inside the package, so it works from any folder."""
     from alembic.config import Config
 
-    folder = resources.files("service") / "migrations"
+    # Next to this file, not via importlib.resources: an editable install exposes the package
+    # as a namespace there, which Alembic's script directory cannot use.
+    folder = Path(__file__).resolve().parent / "migrations"
     config = Config()
     config.set_main_option("script_location", str(folder))
     # ConfigParser interpolation would choke on a password containing "%".

@@ -1,0 +1,56 @@
+"""The model holder: loads the active version, applies threshold overrides, swaps on ACTIVE."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from classifier.artifact import active_version, set_active
+from service.engine import ModelHolder, ModelNotLoaded
+
+
+def test_load_active_model_with_threshold_override(models_dir: Path) -> None:
+    holder = ModelHolder(models_dir, {"discard": 1.0})
+    model = holder.load()
+    assert model.version == active_version(models_dir)
+    assert holder.current.thresholds.discard == 1.0
+
+
+def test_refuse_current_before_load(tmp_path: Path) -> None:
+    holder = ModelHolder(tmp_path)
+    assert not holder.loaded
+    with pytest.raises(ModelNotLoaded):
+        _ = holder.current
+
+
+def test_reload_when_active_changes(models_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    version = active_version(models_dir)
+    assert version is not None
+    shutil.copytree(models_dir / version, folder / version)
+    set_active(folder, version)
+    holder = ModelHolder(folder, check_seconds=0.0)
+    holder.load()
+    assert not holder.reload_if_changed()
+    shutil.copytree(folder / version, folder / f"{version}-b")
+    set_active(folder, f"{version}-b")
+    assert holder.reload_if_changed()
+    assert holder.current.version == f"{version}-b"
+
+
+def test_keep_current_model_when_new_version_is_broken(models_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    version = active_version(models_dir)
+    assert version is not None
+    shutil.copytree(models_dir / version, folder / version)
+    set_active(folder, version)
+    holder = ModelHolder(folder, check_seconds=0.0)
+    holder.load()
+    broken = folder / f"{version}-broken"
+    shutil.copytree(folder / version, broken)
+    (broken / "model.joblib").write_bytes(b"tampered")
+    (folder / "ACTIVE").write_text(f"{version}-broken\n")
+    assert not holder.reload_if_changed()
+    assert holder.current.version == version
