@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,7 +55,12 @@ def choose_thresholds(
     spam = min(1.0, max(0.5, threshold_for_fpr(labels, scores, spam_fpr)))
     discard = min(1.0, max(0.9, spam, threshold_for_fpr(labels, scores, discard_fpr)))
     unsure = min(spam, max(0.05, threshold_for_fpr(labels, scores, unsure_fpr)))
-    return Thresholds(unsure=round(unsure, 6), spam=round(spam, 6), discard=round(discard, 6))
+    return Thresholds(unsure=_round_up(unsure), spam=_round_up(spam), discard=_round_up(discard))
+
+
+def _round_up(value: float) -> float:
+    # Rounding down could let the boundary ham back over the threshold.
+    return min(1.0, math.ceil(value * 1e6) / 1e6)
 
 
 def fit(examples: Sequence[Example], params: dict[str, Any] | None = None) -> Any:

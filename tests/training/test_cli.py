@@ -1,0 +1,82 @@
+"""The train / score / evaluate commands, run as a user would (in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from classifier.artifact import active_version
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COMMENTGUARD_MODELS_DIR": str(cwd / "models")}
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    data = folder / "tiny.csv"
+    from training.corpora import corpus_files
+
+    data.write_text(corpus_files("youtube")[0].read_text(encoding="utf-8"), encoding="utf-8")
+    done = _run("train", "--data", str(data), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_train_writes_and_activates_a_version(trained: Path) -> None:
+    version = active_version(trained / "models")
+    assert version and (trained / "models" / version / "model.joblib").is_file()
+
+
+def test_score_prints_json_verdict(trained: Path) -> None:
+    done = _run("score", "check out my channel http://bit.ly/x", "--json", cwd=trained)
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout)
+    assert verdict["decision"] in ("unsure", "spam", "discard")
+    assert verdict["model_version"] == active_version(trained / "models")
+    assert verdict["reasons"] and {"feature", "description", "weight"} <= set(verdict["reasons"][0])
+
+
+def test_score_without_a_model_fails_clearly(tmp_path: Path) -> None:
+    done = _run("score", "hello", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no model has been trained" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_evaluate_needs_exactly_one_protocol(tmp_path: Path) -> None:
+    done = _run("evaluate", "--json", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "exactly one of" in done.stderr
+
+
+def test_evaluate_cv_prints_metrics_json(tmp_path: Path) -> None:
+    done = _run("evaluate", "--cv", "2", "--corpus", "youtube", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result["metrics"]) >= {"precision", "recall", "f1", "mcc", "roc_auc", "fpr", "n"}
+    assert len(result["folds"]) == 2
+    assert result["metrics"]["mcc"] > 0.8
+
+
+def test_train_rejects_a_bad_data_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("content,label\nhello,perhaps\n")
+    done = _run("train", "--data", str(bad), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "bad.csv:2" in done.stderr and "Traceback" not in done.stderr
