@@ -165,7 +165,17 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def fit(self, X: Any, y: Any = None) -> CommentVectorizer:
         X = validate_data(self, X, dtype=None, ensure_all_finite=True, reset=True)
+        self._fit_prepared([prepare(row) for row in X])
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> sparse.csr_matrix:
+        # Normalise each comment once, not once for fit and again for transform.
+        X = validate_data(self, X, dtype=None, ensure_all_finite=True, reset=True)
         prepared = [prepare(row) for row in X]
+        self._fit_prepared(prepared)
+        return self.transform_prepared(prepared)
+
+    def _fit_prepared(self, prepared: Sequence[Prepared]) -> None:
         n_docs = len(prepared)
         texts = [p.text for p in prepared]
         words = hashing.word_ngrams(texts, self.word_ngrams, self.word_bits)
@@ -187,7 +197,6 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.n_features_out_ = (
             len(self.word_buckets_) + len(self.char_buckets_) + len(kept) + len(SIGNALS)
         )
-        return self
 
     def _set_lookups(self) -> None:
         # Hashed bucket -> column (-1: not a feature). Rebuilt after unpickling rather than

@@ -19,7 +19,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "word_bits": 20,
     "char_bits": 21,
     "C": 20.0,
-    "calibration_folds": 5,
+    "calibration_folds": 3,
     "seed": 0,
 }
 

@@ -21,6 +21,7 @@ from classifier.signals import SIGNAL_NAMES, describe_signal
 from classifier.record import Comment
 
 DEFAULT_REASONS = 6
+BATCH_CHUNK = 512
 
 
 class Decision(StrEnum):
@@ -117,7 +118,13 @@ class LoadedModel:
 
     def probabilities(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> np.ndarray:
         """The calibrated probability of spam of each comment."""
-        return self._probabilities(self._features(self._prepare(comments)))
+        prepared = self._prepare(comments)
+        # Chunks keep the n-gram arrays small enough to stay in cache.
+        chunks = [
+            self._probabilities(self._features(prepared[i : i + BATCH_CHUNK]))
+            for i in range(0, len(prepared), BATCH_CHUNK)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros(0)
 
     def logits(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> np.ndarray:
         """The linear score (log-odds before calibration) of each comment."""
