@@ -26,9 +26,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.report import machine, write_section  # noqa: E402
+from bench.report import machine, write_section
 
 RSS_PROBE = """
 import json, resource, sys
@@ -84,7 +84,9 @@ def main() -> None:
 
     probe = subprocess.run(
         [sys.executable, "-c", RSS_PROBE, str(models)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
     rss = json.loads(probe.stdout)

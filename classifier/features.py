@@ -7,8 +7,6 @@ character n-grams, link/author/e-mail domains and metadata signals.
 
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from classifier.normalize import (
     url_domain,
 )
 from classifier.record import Comment
-from classifier.signals import SIGNAL_NAMES, SIGNALS, describe_signal, signal_matrix
+from classifier.signals import SIGNAL_NAMES, SIGNALS, signal_matrix
 
 FIELDS: tuple[str, ...] = (
     "content",
@@ -127,13 +125,15 @@ class FeatureParts:
     column: np.ndarray
     value: np.ndarray
     signals: np.ndarray
+    words: hashing.Grams  # the hashed n-grams themselves, to name them in reasons
+    chars: hashing.Grams
 
 
 # Feature families, in the order of the output's columns.
 FAMILIES: tuple[str, ...] = ("word", "chars", "domain", "signal")
 
 
-class CommentVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class CommentVectorizer(TransformerMixin, BaseEstimator):
     """All features of a comment in one pass: TF-IDF word and character n-grams over the
     normalised text, binary link/author/e-mail domains, and the metadata signals.
 
@@ -180,8 +180,12 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         texts = [p.text for p in prepared]
         words = hashing.word_ngrams(texts, self.word_ngrams, self.word_bits)
         chars = hashing.char_ngrams(texts, *self.char_ngrams, self.char_bits)
-        self.word_buckets_, self.word_idf_ = _kept_buckets(words, n_docs, self.word_bits, self.min_df)
-        self.char_buckets_, self.char_idf_ = _kept_buckets(chars, n_docs, self.char_bits, self.min_df)
+        self.word_buckets_, self.word_idf_ = _kept_buckets(
+            words, n_docs, self.word_bits, self.min_df
+        )
+        self.char_buckets_, self.char_idf_ = _kept_buckets(
+            chars, n_docs, self.char_bits, self.min_df
+        )
         self._set_lookups()
         df: Counter[str] = Counter()
         for p in prepared:
@@ -260,7 +264,9 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         d_doc: list[int] = []
         d_col: list[int] = []
         for i, p in enumerate(prepared):
-            for j in {self.domain_vocabulary_[t] for t in p.domains if t in self.domain_vocabulary_}:
+            for j in {
+                self.domain_vocabulary_[t] for t in p.domains if t in self.domain_vocabulary_
+            }:
                 d_doc.append(i)
                 d_col.append(domain_offset + j)
         signals = (_signal_matrix(prepared) - self.signal_mean_) / self.signal_scale_
@@ -270,6 +276,8 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             column=np.concatenate((column, np.asarray(d_col, dtype=np.int64))),
             value=np.concatenate((value, np.ones(len(d_doc)))),
             signals=signals,
+            words=words,
+            chars=chars,
         )
 
     @property
@@ -286,7 +294,10 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self, "word_idf_")
         names = [f"word:#{b}" for b in self.word_buckets_]
         names += [f"chars:#{b}" for b in self.char_buckets_]
-        names += [f"domain:{t}" for t in sorted(self.domain_vocabulary_, key=self.domain_vocabulary_.__getitem__)]
+        names += [
+            f"domain:{t}"
+            for t in sorted(self.domain_vocabulary_, key=self.domain_vocabulary_.__getitem__)
+        ]
         names += [f"signal:{name}" for name in SIGNAL_NAMES]
         return np.asarray(names, dtype=object)
 

@@ -122,7 +122,9 @@ def word_ngrams(texts: Sequence[str], max_n: int, bits: int) -> Grams:
         return _concat([], [], [], [])
     # Polynomial hash of each token from prefix sums: (H[stop] - H[start]) * P^-start.
     powers, inverse = _powers(_pow2_at_least(len(points) + 1))
-    prefix = np.concatenate(([np.uint64(0)], np.cumsum(points * powers[: len(points)], dtype=np.uint64)))
+    prefix = np.concatenate(
+        ([np.uint64(0)], np.cumsum(points * powers[: len(points)], dtype=np.uint64))
+    )
     token_hash = (prefix[token_stop] - prefix[token_start]) * inverse[token_start]
     token_hash = token_hash + (token_stop - token_start).astype(np.uint64) * _MULTIPLIERS[5]
     separators = np.concatenate(([0], np.cumsum(points == _SEPARATOR)))
@@ -144,7 +146,12 @@ def word_ngrams(texts: Sequence[str], max_n: int, bits: int) -> Grams:
     return _concat(docs, columns, starts, stops)
 
 
-def _concat(docs: list[np.ndarray], columns: list[np.ndarray], starts: list[np.ndarray], stops: list[np.ndarray]) -> Grams:
+def _concat(
+    docs: list[np.ndarray],
+    columns: list[np.ndarray],
+    starts: list[np.ndarray],
+    stops: list[np.ndarray],
+) -> Grams:
     empty = np.zeros(0, dtype=np.int64)
     return Grams(
         doc=np.concatenate(docs) if docs else empty,

@@ -145,7 +145,7 @@ def url_domain(url: str) -> str:
 
 def extract_emails(text: str) -> list[str]:
     """The e-mail addresses in `text`."""
-    return _EMAIL.findall(text)
+    return _EMAIL.findall(text) if "@" in text else []
 
 
 def email_domain(address: str) -> str:

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from classifier import hashing
 from classifier.features import CommentVectorizer, FeatureParts, Prepared, prepare, to_frame
-from classifier.signals import SIGNAL_NAMES, describe_signal
 from classifier.record import Comment
+from classifier.signals import SIGNAL_NAMES, describe_signal
 
 DEFAULT_REASONS = 6
 BATCH_CHUNK = 512
@@ -130,7 +129,9 @@ class LoadedModel:
         """The linear score (log-odds before calibration) of each comment."""
         return self._logits(self._features(self._prepare(comments)))
 
-    def score(self, comment: Comment | Mapping[str, Any] | str, reasons: int = DEFAULT_REASONS) -> Verdict:
+    def score(
+        self, comment: Comment | Mapping[str, Any] | str, reasons: int = DEFAULT_REASONS
+    ) -> Verdict:
         """Score one comment, with its reasons."""
         return self.score_many([comment], reasons=reasons)[0]
 
@@ -185,7 +186,7 @@ class LoadedModel:
         values = np.concatenate((parts.value[rows], parts.signals[i]))
         contributions = values * self._coef[columns]
         order = np.argsort(-np.abs(contributions), kind="stable")[:limit]
-        describe = self._names.describer(prepared)
+        describe = self._names.describer(prepared, parts, i)
         reasons = []
         for k in order:
             weight = float(contributions[k])
@@ -216,20 +217,15 @@ class _FeatureNames:
         for term, i in vectorizer.domain_vocabulary_.items():
             self._domains[i] = term
 
-    def describer(self, prepared: Prepared) -> Callable[[int, float], tuple[str, str]]:
-        """A function naming the columns of this comment's feature row."""
+    def describer(
+        self, prepared: Prepared, parts: FeatureParts, i: int
+    ) -> Callable[[int, float], tuple[str, str]]:
+        """A function naming the columns of comment `i`'s feature row."""
         v = self._vectorizer
-        cache: dict[str, hashing.Grams] = {}
 
         def gram(family: str, bucket: int) -> str:
-            if family not in cache:
-                cache[family] = (
-                    hashing.word_ngrams([prepared.text], v.word_ngrams, v.word_bits)
-                    if family == "word"
-                    else hashing.char_ngrams([prepared.text], *v.char_ngrams, v.char_bits)
-                )
-            grams = cache[family]
-            found = np.flatnonzero(grams.column == bucket)
+            grams = parts.words if family == "word" else parts.chars
+            found = np.flatnonzero((grams.column == bucket) & (grams.doc == i))
             if len(found) == 0:
                 return f"#{bucket}"
             k = found[0]

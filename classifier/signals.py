@@ -16,8 +16,25 @@ from typing import Protocol
 import numpy as np
 
 URL_SHORTENERS = frozenset(
-    "bit.ly goo.gl tinyurl.com t.co ow.ly is.gd buff.ly adf.ly bit.do cutt.ly rebrand.ly "
-    "shorte.st tiny.cc rb.gy t.me wa.me linktr.ee".split()
+    [
+        "bit.ly",
+        "goo.gl",
+        "tinyurl.com",
+        "t.co",
+        "ow.ly",
+        "is.gd",
+        "buff.ly",
+        "adf.ly",
+        "bit.do",
+        "cutt.ly",
+        "rebrand.ly",
+        "shorte.st",
+        "tiny.cc",
+        "rb.gy",
+        "t.me",
+        "wa.me",
+        "linktr.ee",
+    ]
 )
 
 # (name, plain-words description with {} for the value); the order is the output's columns.
@@ -64,7 +81,7 @@ _WALLET = re.compile(
     r"\b(?:0x[a-fA-F0-9]{40}|(?:bc1|[13])[a-km-zA-HJ-NP-Z1-9]{25,39}|T[1-9A-HJ-NP-Za-km-z]{33})\b"
 )
 _MENTION = re.compile(r"(?:^|\s)[@#][\w.]{2,}")
-_MONEY = re.compile(r"[$€£₿]|\b(?:usd|btc|eth|usdt|bitcoin|crypto|forex|profit)\b", re.IGNORECASE)
+_MONEY = re.compile(r"[$€£₿]|\b(?:usd|btc|eth|usdt|bitcoin|crypto|forex|profit)\b")
 _MIXED_WORD = re.compile("\\b(?=\\w*[A-Za-z])(?=\\w*[\u0370-\u03ff\u0400-\u052f])\\w+\\b")
 
 
@@ -77,6 +94,8 @@ class PreparedLike(Protocol):
     def domains(self) -> tuple[str, ...]: ...
     @property
     def honeypot(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 @lru_cache(maxsize=1)
@@ -144,7 +163,8 @@ def signal_matrix(prepared: Sequence[PreparedLike]) -> np.ndarray:
     raw_index = np.where(raw_bmp, raw_points, 0)
     emoji = _count(
         raw_doc,
-        (tables["emoji"][raw_index] & raw_bmp) | ((raw_points >= 0x1F000) & (raw_points <= 0x1FAFF)),
+        (tables["emoji"][raw_index] & raw_bmp)
+        | ((raw_points >= 0x1F000) & (raw_points <= 0x1FAFF)),
         n,
     )
     latin = _count(raw_doc, tables["latin"][raw_index] & raw_bmp, n)
@@ -186,7 +206,7 @@ def signal_matrix(prepared: Sequence[PreparedLike]) -> np.ndarray:
             row[15] = float(_WALLET.search(clean) is not None)
         if "@" in clean or "#" in clean:
             row[16] = math.log1p(len(_MENTION.findall(clean)))
-        row[18] = math.log1p(len(_MONEY.findall(clean)))
+        row[18] = math.log1p(len(_MONEY.findall(p.text)))
         row[19] = float(bool(p.honeypot.strip()))
     return out
 
@@ -197,5 +217,7 @@ def describe_signal(name: str, value: float) -> str:
     if name in _RATIOS:
         return template.format(value)
     if name in _FLAGS:
-        return template if value >= 0.5 else f"no {template.removeprefix('a ').removeprefix('the ')}"
+        return (
+            template if value >= 0.5 else f"no {template.removeprefix('a ').removeprefix('the ')}"
+        )
     return template.format(round(math.expm1(value)))

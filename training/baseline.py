@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 
-class ContentColumn(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class ContentColumn(TransformerMixin, BaseEstimator):
     """The raw content column of the pipeline's input, as text (no normalisation)."""
 
     def fit(self, X: Any, y: Any = None) -> ContentColumn:

@@ -38,9 +38,7 @@ def _quiet(_message: str, _fraction: float) -> None:
     return None
 
 
-def _fit_predict(
-    train: Sequence[Example], test: Sequence[Example], baseline: bool
-) -> np.ndarray:
+def _fit_predict(train: Sequence[Example], test: Sequence[Example], baseline: bool) -> np.ndarray:
     model = build_baseline() if baseline else build_pipeline()
     model.fit(to_frame([e.comment for e in train]), np.array([e.label for e in train]))
     return np.asarray(model.predict_proba(to_frame([e.comment for e in test]))[:, 1])
@@ -162,6 +160,11 @@ def held_out_file(
     test = [e for e in test if normalize_text(e.comment.content) not in seen]
     if len({e.label for e in test}) < 2:
         raise CorpusError(f"{path}: the test data needs both spam and ham")
-    result = _run_folds(f"held out: {held_out or path.name}", [(held_out or path.name, train, test)], baseline, report)
+    result = _run_folds(
+        f"held out: {held_out or path.name}",
+        [(held_out or path.name, train, test)],
+        baseline,
+        report,
+    )
     result["train_corpora"] = names
     return result

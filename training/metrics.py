@@ -38,7 +38,7 @@ def flagged_metrics(
     ham = y == 0
     both_classes = len(set(y.tolist())) == 2
     result: dict[str, Any] = {
-        "n": int(len(y)),
+        "n": len(y),
         "spam": int(y.sum()),
         "precision": float(precision_score(y, f, zero_division=0.0)),
         "recall": float(recall_score(y, f, zero_division=0.0)),

@@ -114,7 +114,11 @@ def train(
         "n_examples": len(examples),
         "n_spam": int(labels.sum()),
         "metrics": {"validation": validation},
-        "threshold_targets": {"spam_fpr": SPAM_FPR, "discard_fpr": DISCARD_FPR, "unsure_fpr": UNSURE_FPR},
+        "threshold_targets": {
+            "spam_fpr": SPAM_FPR,
+            "discard_fpr": DISCARD_FPR,
+            "unsure_fpr": UNSURE_FPR,
+        },
     }
     path = save_model(pipeline, models_dir, thresholds=thresholds, metadata=metadata)
     seconds = time.perf_counter() - started
@@ -132,9 +136,7 @@ def bundled_data_record(names: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def train_default(
-    models_dir: Path, *, seed: int = 0, report: Report | None = None
-) -> TrainResult:
+def train_default(models_dir: Path, *, seed: int = 0, report: Report | None = None) -> TrainResult:
     """Train the default model from the bundled corpora."""
     examples = load_bundled(DEFAULT_CORPORA)
     return train(
@@ -149,4 +151,12 @@ def model_from_result(result: TrainResult) -> LoadedModel:
     return load_model(result.path.parent, result.version)
 
 
-__all__ = ["BUNDLED", "DEFAULT_CORPORA", "TrainResult", "choose_thresholds", "fit", "train", "train_default"]
+__all__ = [
+    "BUNDLED",
+    "DEFAULT_CORPORA",
+    "TrainResult",
+    "choose_thresholds",
+    "fit",
+    "train",
+    "train_default",
+]

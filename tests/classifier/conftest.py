@@ -14,7 +14,6 @@ from classifier.scoring import LoadedModel
 from training.corpora import load_bundled
 from training.train import train
 
-
 _MODELS: list[Path] = []
 
 

@@ -27,9 +27,7 @@ def test_signal_matrix_counts_links_domains_and_shorteners() -> None:
 
 
 def test_signal_matrix_reads_author_url_and_honeypot() -> None:
-    s = _signals(
-        Comment("visit shop.com today", author_url="https://www.shop.com/", honeypot="x")
-    )
+    s = _signals(Comment("visit shop.com today", author_url="https://www.shop.com/", honeypot="x"))
     assert s["author_url"] == 1.0
     assert s["author_url_linked"] == 1.0
     assert s["honeypot"] == 1.0

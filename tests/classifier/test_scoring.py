@@ -104,7 +104,9 @@ def obfuscated(draw: st.DrawFn) -> tuple[str, str]:
     return plain, "".join(out)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(pair=obfuscated())
 def test_score_of_obfuscated_spam_stays_within_005_of_the_plain_one(
     model: LoadedModel, pair: tuple[str, str]

@@ -67,12 +67,12 @@ def test_read_file_accepts_jsonl_with_comment_fields(tmp_path: Path) -> None:
 def test_read_file_rejects_rows_without_content_or_label(tmp_path: Path, body: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(body)
-    with pytest.raises(CorpusError, match="bad.csv:2"):
+    with pytest.raises(CorpusError, match=r"bad\.csv:2"):
         read_file(path)
 
 
 def test_read_file_reports_broken_json_with_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"content": "a", "label": 1}\n{not json\n')
-    with pytest.raises(CorpusError, match="bad.jsonl:2"):
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:2"):
         read_file(path)
