@@ -1,20 +1,26 @@
-"""FastAPI dependencies, used in routes as `Annotated` aliases."""
+"""FastAPI dependencies, used in routes as `Annotated` aliases.
+
+The cheap ones are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread
+pool, and a hop there per dependency costs more than what most of them do.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from classifier import LoadedModel
 from service import security
 from service.db import SessionFactory
 from service.engine import ModelHolder
 from service.errors import unauthorized
+from service.intake import SiteCache
 from service.queue import TaskQueue
 from service.settings import Settings
 
@@ -28,9 +34,11 @@ class Services:
     sessions: SessionFactory
     models: ModelHolder
     queue: TaskQueue | None
+    keys: security.KeyCache = field(default_factory=security.KeyCache)
+    sites: SiteCache = field(default_factory=SiteCache)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -38,44 +46,64 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    with services.sessions() as session:
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
+    session = services.sessions()
+    try:
         yield session
+    finally:
+        # A committed session holds no connection, so closing it does no I/O; one still in a
+        # transaction rolls back over the wire, which belongs in the thread pool.
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_model(services: ServicesDep) -> LoadedModel:
-    services.models.reload_if_changed()
+async def get_model(services: ServicesDep) -> LoadedModel:
+    services.models.reload_if_changed()  # a stat() at most once per check interval
     return services.models.current
 
 
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
 
 
-def get_queue(services: ServicesDep) -> TaskQueue | None:
+async def get_queue(services: ServicesDep) -> TaskQueue | None:
     return services.queue
 
 
 QueueDep = Annotated[TaskQueue | None, Depends(get_queue)]
 
 
-def get_account_id(request: Request, session: SessionDep, settings: SettingsDep) -> int:
+async def get_account_id(request: Request, services: ServicesDep) -> int:
     """The account of the request's `Authorization: Bearer <key>`, else 401."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise unauthorized("send your API key as `Authorization: Bearer <key>`")
-    account_id = security.authenticate(session, key.strip(), settings.secret_key)
+    secret = services.settings.secret_key
+    account_id = services.keys.get(key, secret)
+    if account_id is None:
+        account_id = await run_in_threadpool(_authenticate, services, key)
     if account_id is None:
         raise unauthorized("unknown or revoked API key")
+    return account_id
+
+
+def _authenticate(services: Services, key: str) -> int | None:
+    with services.sessions() as session:
+        account_id = security.authenticate(session, key, services.settings.secret_key)
+    if account_id is not None:
+        services.keys.put(key, services.settings.secret_key, account_id)
     return account_id
 
 

@@ -134,11 +134,11 @@ def to_record(row: tables.Comment) -> Comment:
     )
 
 
-def score_into(session: Session, comment: tables.Comment, model: LoadedModel) -> tables.Verdict:
-    """Score a comment and add its verdict to the session (the caller commits)."""
+def compute_verdict(comment: tables.Comment, model: LoadedModel) -> tables.Verdict:
+    """Score a comment (its `id` set) into a verdict row, touching no database."""
     started = time.perf_counter()
     verdict = model.score(to_record(comment))
-    row = tables.Verdict(
+    return tables.Verdict(
         comment_id=comment.id,
         score=verdict.score,
         decision=verdict.decision.value,
@@ -147,10 +147,20 @@ def score_into(session: Session, comment: tables.Comment, model: LoadedModel) ->
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
         scored_at=tables.utcnow(),
     )
-    session.add(row)
+
+
+def attach(session: Session, comment: tables.Comment, verdict: tables.Verdict) -> None:
+    """Add a verdict to the session and mark its comment scored (the caller commits)."""
+    session.add(verdict)
     comment.status = tables.CommentStatus.SCORED
-    comment.verdict = row
-    return row
+    comment.verdict = verdict
+
+
+def score_into(session: Session, comment: tables.Comment, model: LoadedModel) -> tables.Verdict:
+    """Score a comment and add its verdict to the session (the caller commits)."""
+    verdict = compute_verdict(comment, model)
+    attach(session, comment, verdict)
+    return verdict
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import uuid
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -33,6 +35,39 @@ def normalise_site_url(blog: str) -> str:
     return f"{scheme}://{host}{path}" if host else blog.rstrip("/").lower()
 
 
+@dataclass(frozen=True, slots=True)
+class SiteRef:
+    id: int
+    url: str
+
+
+class SiteCache:
+    """Site ids by (account, normalised URL): a site, once created, never changes."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._sites: dict[tuple[int, str], SiteRef] = {}
+
+    def get(self, account_id: int, url: str) -> SiteRef | None:
+        return self._sites.get((account_id, url))
+
+    def put(self, account_id: int, site: SiteRef) -> None:
+        if len(self._sites) >= self.size:
+            self._sites.clear()
+        self._sites[(account_id, site.url)] = site
+
+
+def resolve_site(session: Session, cache: SiteCache, account_id: int, blog: str) -> SiteRef:
+    """The account's site for a comment's `blog`, created on first use."""
+    url = normalise_site_url(blog)
+    site = cache.get(account_id, url)
+    if site is None:
+        row = get_or_create_site(session, account_id, url)
+        site = SiteRef(row.id, row.url)
+        cache.put(account_id, site)
+    return site
+
+
 def get_or_create_site(session: Session, account_id: int, url: str) -> tables.Site:
     """The account's site for `url`, created on first use (safe against concurrent creation)."""
     query = select(tables.Site).where(tables.Site.account_id == account_id, tables.Site.url == url)
@@ -56,24 +91,13 @@ def find_comment(session: Session, site_id: int, external_id: str) -> tables.Com
     ).scalar_one_or_none()
 
 
-def store_comment(
-    session: Session,
-    site: tables.Site,
-    body: CommentIn,
-    external_id: str | None,
-    callback_url: str | None = None,
-) -> tuple[tables.Comment, bool]:
-    """Add a comment (not committed); returns (comment, created). An existing one is returned.
-
-    Two requests racing with the same (site, external_id) both get the one stored comment:
-    the loser's insert fails on the unique constraint and it reads the winner's row.
-    """
-    if external_id is not None:
-        existing = find_comment(session, site.id, external_id)
-        if existing is not None:
-            return existing, False
-    comment = tables.Comment(
-        site_id=site.id,
+def new_comment(
+    site_id: int, body: CommentIn, external_id: str | None, callback_url: str | None = None
+) -> tables.Comment:
+    """A comment row for a submission (not yet in any session)."""
+    return tables.Comment(
+        id=uuid.uuid4(),
+        site_id=site_id,
         external_id=external_id,
         callback_url=callback_url,
         status=tables.CommentStatus.PENDING,
@@ -96,15 +120,25 @@ def store_comment(
         received_at=tables.utcnow(),
         verdict=None,
     )
-    if external_id is None:
+
+
+def store_comment(session: Session, comment: tables.Comment) -> tuple[tables.Comment, bool]:
+    """Add a new comment (not committed); returns (comment, created), or the existing one.
+
+    Two requests racing with the same (site, external_id) both get the one stored comment:
+    the loser's insert fails on the unique constraint and it reads the winner's row.
+    """
+    if comment.external_id is None:
         session.add(comment)
-        session.flush()
         return comment, True
+    existing = find_comment(session, comment.site_id, comment.external_id)
+    if existing is not None:
+        return existing, False
     try:
         with session.begin_nested():
             session.add(comment)
     except IntegrityError:
-        existing = find_comment(session, site.id, external_id)
+        existing = find_comment(session, comment.site_id, comment.external_id)
         if existing is None:
             raise
         return existing, False

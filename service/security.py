@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -72,3 +74,32 @@ def authenticate(session: Session, plaintext: str, secret_key: str) -> int | Non
         if hmac.compare_digest(key_hash, digest):
             found = account_id
     return found
+
+
+class KeyCache:
+    """Recently authenticated keys, by HMAC, so that a busy client costs no query per request.
+
+    An entry lives `ttl` seconds: that bounds how long a key revoked in the database (by a
+    later feature) keeps working in a running process.
+    """
+
+    def __init__(self, ttl: float = 60.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, plaintext: str, secret_key: str) -> int | None:
+        entry = self._entries.get(hash_key(plaintext, secret_key))
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, plaintext: str, secret_key: str, account_id: int) -> None:
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[hash_key(plaintext, secret_key)] = (
+                account_id,
+                time.monotonic() + self.ttl,
+            )

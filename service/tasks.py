@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ class WorkerContext:
     sessions: SessionFactory
     models: ModelHolder
     client: httpx.Client
+    senders: ThreadPoolExecutor
 
 
 _settings: Settings | None = None
@@ -64,8 +66,16 @@ def context() -> WorkerContext:
             engine = make_engine(_settings)
             models = ModelHolder.from_settings(_settings)
             models.load()
+            senders = ThreadPoolExecutor(
+                _settings.callback_worker_threads, thread_name_prefix="callback"
+            )
             _context = WorkerContext(
-                _settings, engine, make_session_factory(engine), models, make_client(_settings)
+                _settings,
+                engine,
+                make_session_factory(engine),
+                models,
+                make_client(_settings),
+                senders,
             )
         return _context
 
@@ -101,7 +111,31 @@ def score_comment(self: Task, comment_id: str) -> None:
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
     if outcome.delivery_id is not None:
-        _send(self, DELIVER_TASK, outcome.delivery_id)
+        _hand_off(self, ctx, outcome.delivery_id)
+
+
+def _hand_off(task: Task, ctx: WorkerContext, delivery_id: uuid.UUID) -> None:
+    # The first attempt goes out from a thread of this process, without another trip through
+    # Redis; scoring goes on meanwhile, so a slow platform holds a thread, not this worker.
+    # When the threads are all busy, the callback worker's queue takes the delivery instead.
+    # Either way the delivery is in the database: if this process dies, the sweep retries it.
+    if ctx.senders._work_queue.qsize() >= ctx.settings.callback_worker_threads:
+        _send(task, DELIVER_TASK, delivery_id)
+        return
+    ctx.senders.submit(_attempt, task.app, ctx, delivery_id)
+
+
+def _attempt(app: Any, ctx: WorkerContext, delivery_id: uuid.UUID) -> None:
+    try:
+        outcome = deliver(ctx.sessions, delivery_id, ctx.settings, ctx.client, render_callback)
+    except Exception:
+        log.exception("callback %s: attempt failed to run; the sweep will retry", delivery_id)
+        return
+    if outcome.retry_in is not None:
+        try:
+            app.send_task(DELIVER_TASK, args=[str(delivery_id)], countdown=outcome.retry_in)
+        except Exception as exc:
+            log.warning("could not queue the retry of %s; the sweep will: %s", delivery_id, exc)
 
 
 @shared_task(bind=True, name=DELIVER_TASK, acks_late=True, max_retries=5)

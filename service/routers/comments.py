@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 
 from service import errors, tables
 from service.callbacks import UnsafeCallbackURL, check_callback_url
-from service.deps import AccountId, ModelDep, QueueDep, SessionDep, SettingsDep
-from service.engine import score_into
+from service.deps import AccountId, ModelDep, QueueDep, ServicesDep, SessionDep
+from service.engine import attach, compute_verdict, score_into
 from service.errors import ApiError
-from service.intake import get_or_create_site, normalise_site_url, store_comment
+from service.intake import new_comment, resolve_site, store_comment
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
 from service.settings import Settings
 
@@ -53,17 +53,20 @@ def _check_callback(url: str, settings: Settings) -> None:
 def submit_comment(
     body: WebhookCommentIn,
     account_id: AccountId,
+    services: ServicesDep,
     session: SessionDep,
-    settings: SettingsDep,
     queue: QueueDep,
     response: Response,
 ) -> CommentOut:
     """Accept a comment for scoring; its verdict is POSTed, signed, to callback_url."""
+    settings = services.settings
     _check_size(body, settings)
     if body.callback_url:
         _check_callback(body.callback_url, settings)
-    site = get_or_create_site(session, account_id, normalise_site_url(body.blog))
-    comment, created = store_comment(session, site, body, body.external_id, body.callback_url)
+    site = resolve_site(session, services.sites, account_id, body.blog)
+    comment, created = store_comment(
+        session, new_comment(site.id, body, body.external_id, body.callback_url)
+    )
     # Committed before it is queued: a task can never look for a comment that is not there,
     # and if Redis is down the comment is safe and the pending sweep will queue it.
     session.commit()
@@ -90,15 +93,21 @@ def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDe
 def check_comment(
     body: CheckIn,
     account_id: AccountId,
+    services: ServicesDep,
     session: SessionDep,
-    settings: SettingsDep,
     model: ModelDep,
 ) -> CommentOut:
     """Score a comment now, store it with its verdict, and return the verdict."""
-    _check_size(body, settings)
-    site = get_or_create_site(session, account_id, normalise_site_url(body.blog))
-    comment, _created = store_comment(session, site, body, body.external_id)
-    if comment.verdict is None:
+    _check_size(body, services.settings)
+    site = resolve_site(session, services.sites, account_id, body.blog)
+    fresh = new_comment(site.id, body, body.external_id)
+    # Scored before any write: on SQLite a write transaction holds the database's only write
+    # lock, so it should last for the inserts alone.
+    verdict = compute_verdict(fresh, model)
+    comment, created = store_comment(session, fresh)
+    if created:
+        attach(session, comment, verdict)
+    elif comment.verdict is None:
         score_into(session, comment, model)
     try:
         session.commit()

@@ -1,0 +1,367 @@
+"""Load benchmark of the scoring service, on loopback only, bounded in count and time.
+
+Starts `commentguard serve` (embedded Redis, scoring and callback workers, beat) on a fresh
+SQLite database, then measures:
+
+1. `POST /v1/check` at a fixed concurrency (closed loop): requests/s, p50/p99 latency.
+2. `POST /v1/comments` at a fixed offered rate (open loop), each with a callback_url pointing
+   at a receiver in this process: accepted/s, and acceptance → callback received p50/p99.
+
+The figures go into the "## Service" section of docs/benchmarks.md (other sections are kept).
+
+    .venv/bin/python bench/service_load.py                  # the full run (about 2 minutes)
+    .venv/bin/python bench/service_load.py --check-seconds 5 --webhook-seconds 10 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this folder comes first on sys.path, and bench/classifier.py would shadow
+# the classifier package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Service"
+CONTENT = "Thanks for this write-up, the part about {n} saved me an afternoon. http://ex{m}.example"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# --- a minimal keep-alive HTTP/1.1 client (cheap enough not to be the bottleneck) -----------
+
+
+class Connection:
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.key = key
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# --- the callback receiver ----------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    received: dict[str, float] = field(default_factory=dict)
+    duplicates: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await reader.readline()
+                if not request:
+                    return
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                comment_id = json.loads(body)["id"]
+                if comment_id in self.received:
+                    self.duplicates += 1
+                else:
+                    self.received[comment_id] = time.perf_counter()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+
+# --- the phases ---------------------------------------------------------------------------
+
+
+async def check_phase(port: int, key: str, concurrency: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    warmup_end = time.perf_counter() + 2.0
+    end = warmup_end + seconds
+
+    async def loop(slot: int) -> None:
+        nonlocal errors
+        connection = Connection(port, key)
+        n = 0
+        try:
+            while (now := time.perf_counter()) < end:
+                body = json.dumps(
+                    {"content": CONTENT.format(n=n, m=slot), "author": f"user{slot}",
+                     "blog": "https://bench.example"}
+                ).encode()  # fmt: skip
+                status, _ = await connection.post("/v1/check", body)
+                done = time.perf_counter()
+                if now >= warmup_end:
+                    if status == 200:
+                        latencies.append(done - now)
+                    else:
+                        errors += 1
+                n += 1
+        finally:
+            connection.close()
+
+    await asyncio.gather(*(loop(i) for i in range(concurrency)))
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / seconds,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+async def webhook_phase(
+    port: int, key: str, rate: float, seconds: float, callback_port: int, receiver: Receiver
+) -> dict[str, float]:
+    accepted: dict[str, float] = {}
+    intake: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(64):
+        pool.put_nowait(Connection(port, key))
+    callback = f"http://127.0.0.1:{callback_port}/hook"
+    start = time.perf_counter() + 0.5
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        scheduled = start + i / rate
+        connection = await pool.get()
+        try:
+            body = json.dumps(
+                {"external_id": f"bench-{i}", "content": CONTENT.format(n=i, m=i % 97),
+                 "author": "someone", "blog": "https://bench.example", "callback_url": callback}
+            ).encode()  # fmt: skip
+            status, response = await connection.post("/v1/comments", body)
+            now = time.perf_counter()
+            if status == 202:
+                accepted[json.loads(response)["id"]] = now
+                intake.append(now - scheduled)
+            else:
+                errors += 1
+        finally:
+            pool.put_nowait(connection)
+
+    await asyncio.gather(*(one(i) for i in range(total)))
+    sent_for = time.perf_counter() - start
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline and not set(accepted) <= set(receiver.received):
+        await asyncio.sleep(0.1)
+    while not pool.empty():
+        pool.get_nowait().close()
+    e2e = [receiver.received[c] - t for c, t in accepted.items() if c in receiver.received]
+    return {
+        "offered": total,
+        "offered_rate": rate,
+        "accepted": len(accepted),
+        "errors": errors,
+        "accepted_per_s": len(accepted) / sent_for,
+        "intake_p99_ms": percentile(intake, 0.99) * 1000,
+        "callbacks": len(e2e),
+        "duplicates": receiver.duplicates,
+        "e2e_p50_ms": percentile(e2e, 0.5) * 1000,
+        "e2e_p99_ms": percentile(e2e, 0.99) * 1000,
+    }
+
+
+# --- the service --------------------------------------------------------------------------
+
+
+def service_env(folder: Path, models_dir: Path, callback_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMENTGUARD_")}
+    env.update(
+        COMMENTGUARD_DATABASE_URL=f"sqlite:///{folder / 'var' / 'commentguard.db'}",
+        COMMENTGUARD_DATA_DIR=str(folder / "var"),
+        COMMENTGUARD_MODELS_DIR=str(models_dir),
+        COMMENTGUARD_CALLBACK_ALLOWED_HOSTS=f"127.0.0.1:{callback_port}",
+        COMMENTGUARD_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def ensure_model(models_dir: Path) -> None:
+    from classifier.artifact import active_version, set_active
+    from training.train import train_default
+
+    if active_version(models_dir) is None:
+        print(f"training the default model into {models_dir} ...", flush=True)
+        set_active(models_dir, train_default(models_dir).version)
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"serve exited with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("serve did not become ready")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        cpu = match.group(1).strip() if match else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def write_section(text: str) -> None:
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _m: text, current)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text
+    DOC.write_text(updated)
+
+
+def report(args: argparse.Namespace, check: dict[str, float], hook: dict[str, float]) -> str:
+    command = "python bench/service_load.py " + " ".join(sys.argv[1:])
+    ok = lambda good: "met" if good else "**missed**"  # noqa: E731
+    return f"""{SECTION}
+
+`{command.strip()}` on {time.strftime("%Y-%m-%d")}; {machine()}. Everything on one machine over
+loopback: `commentguard serve --api-workers {args.api_workers} --workers-concurrency \
+{args.worker_concurrency}` (embedded Redis, a prefork scoring worker, a threaded callback worker,
+beat; SQLite), the load generator and the callback receiver (one asyncio process) share the
+same {os.cpu_count()} cores. Model: the default model, scoring with reasons.
+
+| measure | result | target |
+| --- | --- | --- |
+| `POST /v1/check`, concurrency {args.check_concurrency}, {args.check_seconds:.0f} s | \
+{check["rps"]:.0f} req/s, p50 {check["p50_ms"]:.1f} ms, p99 {check["p99_ms"]:.1f} ms, \
+{check["errors"]:.0f} errors | ≥ 800 req/s ({ok(check["rps"] >= 800)}), p99 ≤ 50 ms \
+({ok(check["p99_ms"] <= 50)}) |
+| `POST /v1/comments` offered at {hook["offered_rate"]:.0f}/s for {args.webhook_seconds:.0f} s \
+| {hook["accepted"]:.0f}/{hook["offered"]:.0f} accepted ({hook["accepted_per_s"]:.0f}/s), \
+intake p99 {hook["intake_p99_ms"]:.1f} ms, {hook["errors"]:.0f} errors | all accepted \
+({ok(hook["accepted"] == hook["offered"])}) |
+| acceptance → signed callback received | {hook["callbacks"]:.0f}/{hook["accepted"]:.0f} \
+delivered, {hook["duplicates"]:.0f} duplicates, p50 {hook["e2e_p50_ms"]:.0f} ms, \
+p99 {hook["e2e_p99_ms"]:.0f} ms | all delivered \
+({ok(hook["callbacks"] == hook["accepted"])}), p99 ≤ 1 s ({ok(hook["e2e_p99_ms"] <= 1000)}) |
+
+"""
+
+
+async def run(args: argparse.Namespace, port: int, key: str, callback_port: int) -> None:
+    receiver = Receiver()
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", callback_port)
+    print(f"/v1/check at concurrency {args.check_concurrency} ...", flush=True)
+    check = await check_phase(port, key, args.check_concurrency, args.check_seconds)
+    print(json.dumps(check), flush=True)
+    print(f"webhook at {args.rate}/s for {args.webhook_seconds}s ...", flush=True)
+    hook = await webhook_phase(port, key, args.rate, args.webhook_seconds, callback_port, receiver)
+    print(json.dumps(hook), flush=True)
+    server.close()
+    text = report(args, check, hook)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+        print(f"written to {DOC}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check-seconds", type=float, default=20.0)
+    parser.add_argument("--check-concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=300.0, help="offered webhook rate (/s)")
+    parser.add_argument("--webhook-seconds", type=float, default=60.0)
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--worker-concurrency", type=int, default=1)
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--no-write", action="store_true", help="print, don't edit the docs")
+    args = parser.parse_args()
+    # Bounded: at most 10 minutes of load in all, whatever the flags say.
+    args.check_seconds = min(args.check_seconds, 300.0)
+    args.webhook_seconds = min(args.webhook_seconds, 300.0)
+    args.rate = min(args.rate, 2000.0)
+
+    ensure_model(args.models_dir)
+    port, callback_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
+        folder = Path(tmp)
+        env = service_env(folder, args.models_dir.resolve(), callback_port)
+        cli = [sys.executable, "-m", "service.cli"]
+        subprocess.run([*cli, "db", "upgrade"], env=env, cwd=folder, check=True)
+        created = subprocess.run(
+            [*cli, "keys", "create", "--name", "bench"],
+            env=env, cwd=folder, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        key = created.stdout.strip().splitlines()[-1]
+        serve = subprocess.Popen(
+            [*cli, "serve", "--port", str(port), "--api-workers", str(args.api_workers),
+             "--workers-concurrency", str(args.worker_concurrency)],
+            env=env, cwd=folder,
+        )  # fmt: skip
+        try:
+            wait_ready(port, serve)
+            asyncio.run(run(args, port, key, callback_port))
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                serve.wait(60)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+
+
+if __name__ == "__main__":
+    main()
