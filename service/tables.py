@@ -3,6 +3,7 @@
 accounts ─< api_keys
 accounts ─< sites ─< comments ─ verdicts (one per comment)
                      comments ─< callback_deliveries ─< callback_attempts
+                     comments ─< labels (every label kept; the newest one wins)
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Comment checks allowed per calendar month (reported by the Akismet usage-limit call);
+    # None is unlimited.
+    usage_limit: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class ApiKey(Base):
@@ -213,3 +217,39 @@ class CallbackAttempt(Base):
     duration_ms: Mapped[float] = mapped_column(Float)
     status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class LabelValue(StrEnum):
+    SPAM = "spam"
+    HAM = "ham"
+
+
+class LabelSource(StrEnum):
+    FEEDBACK = "feedback"  # the platform reported it (Akismet submit-spam / submit-ham)
+    MODERATOR = "moderator"  # a person decided in commentguard
+
+
+class Label(Base):
+    """What a comment really is, according to someone other than the classifier.
+
+    Rows are never updated or deleted (they are the audit trail): the label of a comment is its
+    newest row, the one with the highest id.
+    """
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        Index("ix_labels_comment_id_id", "comment_id", "id"),
+        Index("ix_labels_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(16))
+    # Who: "akismet:<key prefix>" for platform feedback, a user name for a moderator.
+    actor: Mapped[str | None] = mapped_column(String(200), default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    # The label brought the comment in: it was never checked, so it was no API call, and no
+    # verdict of ours was right or wrong about it.
+    created_comment: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
