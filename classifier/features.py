@@ -23,7 +23,7 @@ from classifier.normalize import (
     email_domain,
     extract_emails,
     extract_urls,
-    normalize_text,
+    lower_clean_text,
     url_domain,
 )
 from classifier.record import Comment
@@ -94,14 +94,38 @@ class Prepared:
 
 def prepare(row: Sequence[Any]) -> Prepared:
     """Normalise one row of `FIELDS` (missing trailing fields count as empty)."""
-    raw = _cell(row, _CONTENT)[: MAX_FEATURE_CHARS * 2]
+    return prepare_fields(
+        _cell(row, _CONTENT),
+        _cell(row, _AUTHOR_URL),
+        _cell(row, _AUTHOR_EMAIL),
+        _cell(row, _HONEYPOT),
+    )
+
+
+def prepare_comment(comment: Comment | Mapping[str, Any] | str) -> Prepared:
+    """`prepare` straight from a record, without building the 2-D frame (the scoring path)."""
+    if isinstance(comment, str):
+        return prepare_fields(comment, "", "", "")
+    if isinstance(comment, Comment):
+        return prepare_fields(
+            comment.content or "",
+            comment.author_url or "",
+            comment.author_email or "",
+            comment.honeypot or "",
+        )
+    return prepare(to_frame([comment])[0])
+
+
+def prepare_fields(content: str, author_url: str, author_email: str, honeypot: str) -> Prepared:
+    """Normalise a comment's text once and extract its link, author and e-mail domains."""
+    raw = content[: MAX_FEATURE_CHARS * 2]
     clean = clean_text(raw)[:MAX_FEATURE_CHARS]
     return Prepared(
-        text=normalize_text(clean),
+        text=lower_clean_text(clean),
         clean=clean,
         raw=raw,
-        domains=tuple(_domain_tokens(clean, _cell(row, _AUTHOR_URL), _cell(row, _AUTHOR_EMAIL))),
-        honeypot=_cell(row, _HONEYPOT),
+        domains=tuple(_domain_tokens(clean, author_url, author_email)),
+        honeypot=honeypot,
     )
 
 

@@ -117,7 +117,12 @@ def normalize_text(text: str) -> str:
 
     Idempotent: `normalize_text(normalize_text(x)) == normalize_text(x)`.
     """
-    text = clean_text(text).lower()
+    return lower_clean_text(clean_text(text))
+
+
+def lower_clean_text(clean: str) -> str:
+    """`normalize_text` for text that `clean_text` already returned (saves a pass)."""
+    text = clean.lower()
     for _ in range(_MAX_PASSES):
         again = _one_pass(text).lower()
         if again == text:

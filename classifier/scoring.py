@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier.features import CommentVectorizer, FeatureParts, Prepared, prepare, to_frame
+from classifier.features import CommentVectorizer, FeatureParts, Prepared, prepare_comment
 from classifier.record import Comment
 from classifier.signals import SIGNAL_NAMES, describe_signal
 
@@ -162,7 +162,7 @@ class LoadedModel:
         return verdicts
 
     def _prepare(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> list[Prepared]:
-        return [prepare(row) for row in to_frame(comments)]
+        return [prepare_comment(c) for c in comments]
 
     def _features(self, prepared: Sequence[Prepared]) -> FeatureParts:
         return self.vectorizer.transform_parts(prepared)
