@@ -24,7 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from service import tables
 from service.db import SessionFactory
@@ -213,34 +214,37 @@ def _claim(
     render: Callable[[tables.Comment, tables.Site], dict[str, Any]],
 ) -> tuple[int, str, str, bytes] | None:
     now = tables.utcnow()
+    lease = timedelta(seconds=settings.callback_timeout_seconds * 2 + 30)
+    delivery = tables.CallbackDelivery
     with sessions() as session:
-        delivery = session.get(tables.CallbackDelivery, delivery_id)
-        if delivery is None or delivery.status != tables.DeliveryStatus.PENDING:
-            return None
-        if delivery.next_attempt_at > now:
-            return None  # not due: a scheduled retry or the sweep will come back for it
-        number = delivery.attempts + 1
-        lease = timedelta(seconds=settings.callback_timeout_seconds * 2 + 30)
+        # One statement claims the attempt: a second run (or a second process) finds the row
+        # no longer due, and a delivery that is not due yet is left to its scheduled retry.
         claimed = session.execute(
-            update(tables.CallbackDelivery)
+            update(delivery)
             .where(
-                tables.CallbackDelivery.id == delivery_id,
-                tables.CallbackDelivery.status == tables.DeliveryStatus.PENDING,
-                tables.CallbackDelivery.attempts == delivery.attempts,
+                delivery.id == delivery_id,
+                delivery.status == tables.DeliveryStatus.PENDING,
+                delivery.next_attempt_at <= now,
             )
-            .values(attempts=number, next_attempt_at=now + lease)
+            .values(attempts=delivery.attempts + 1, next_attempt_at=now + lease)
+            .returning(delivery.attempts, delivery.url, delivery.comment_id)
             .execution_options(synchronize_session=False)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
+        ).one_or_none()
+        if claimed is None:
             session.rollback()
             return None
-        comment = session.get(tables.Comment, delivery.comment_id)
-        site = session.get(tables.Site, comment.site_id) if comment is not None else None
-        if comment is None or site is None:
+        number, url, comment_id = claimed
+        row = session.execute(
+            select(tables.Comment, tables.Site)
+            .join(tables.Site, tables.Site.id == tables.Comment.site_id)
+            .options(joinedload(tables.Comment.verdict))
+            .where(tables.Comment.id == comment_id)
+        ).one_or_none()
+        if row is None:
             session.rollback()
             return None
+        comment, site = row
         body = json.dumps(render(comment, site), separators=(",", ":")).encode()
-        url = delivery.url
         session.commit()
     return number, url, site.callback_secret, body
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
 
 SessionFactory = sessionmaker[Session]
+LOCK_TIMEOUT_SECONDS = 30.0
+_HOLDS_LOCK = "commentguard_holds_write_lock"
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -43,6 +47,13 @@ def _configure_sqlite(engine: Engine) -> None:
     # run beside the writer, and BEGIN IMMEDIATE takes the write lock at the start of each
     # transaction: a deferred transaction that reads and then writes can fail at once with
     # SQLITE_BUSY instead of waiting for the busy timeout.
+    #
+    # Threads of one process also queue on a lock of their own before BEGIN: SQLite's busy
+    # handler waits by sleeping (1, 2, 5 ... 100 ms), which under load turns a 1 ms wait
+    # into a 100 ms one; a lock hands over at once, leaving the busy handler for the rare
+    # wait on another process.
+    writer = threading.Lock()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
@@ -55,7 +66,34 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not writer.acquire(timeout=LOCK_TIMEOUT_SECONDS):
+            raise OperationalError("BEGIN", {}, TimeoutError("database write lock timed out"))
+        connection.info[_HOLDS_LOCK] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(connection.info)
+            raise
+
+    def _release(info: dict[str, Any]) -> None:
+        if info.pop(_HOLDS_LOCK, False):
+            writer.release()
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection: Any) -> None:
+        _release(connection.info)
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(connection: Any) -> None:
+        _release(connection.info)
+
+    @event.listens_for(engine.pool, "reset")
+    def _on_reset(_dbapi_connection: Any, record: Any, _reset_state: Any) -> None:
+        _release(record.info)  # a connection returned mid-transaction (after an error)
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_invalidate(_dbapi_connection: Any, record: Any, _exception: Any) -> None:
+        _release(record.info)
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

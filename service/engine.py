@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from classifier import Comment, LoadedModel, Thresholds, load_model
 from classifier.artifact import ACTIVE_FILE, active_version
@@ -182,7 +182,11 @@ def score_stored_comment(
     The verdict and the delivery are committed together, so neither exists without the other.
     """
     with sessions() as session:
-        comment = session.get(tables.Comment, comment_id)
+        comment = session.execute(
+            select(tables.Comment)
+            .options(joinedload(tables.Comment.verdict))
+            .where(tables.Comment.id == comment_id)
+        ).scalar_one_or_none()
         if comment is None:
             log.warning("comment %s not found; nothing to score", comment_id)
             return ScoreOutcome(found=False, scored_now=False, delivery_id=None)
