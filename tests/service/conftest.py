@@ -311,3 +311,61 @@ def workers(settings: Settings) -> Iterator[Supervisor]:
         with contextlib.suppress(Exception):
             app.close()
         supervisor.stop()
+
+
+# --- the Akismet API on a real server ----------------------------------------------------
+
+# Thresholds for the Akismet tests, so that the tiny model answers each decision for a known
+# text: "I love this song…" (about 0.12) is ham, "Great post…" (about 0.39) unsure, and
+# "Check out my channel http://bit.ly/x…" (1.0) discard.
+AKISMET_THRESHOLDS = {"threshold_unsure": 0.3, "threshold_spam": 0.95, "threshold_discard": 0.999}
+
+
+@dataclass
+class LiveServer:
+    """The app served by uvicorn on 127.0.0.1, as a deployment runs it."""
+
+    url: str
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def akismet_settings(
+    database_url: str, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """Settings without Redis: the Akismet calls score synchronously and queue nothing."""
+    return make_settings(
+        database_url=database_url,
+        models_dir=models_dir,
+        data_dir=tmp_path_factory.mktemp("var"),
+        **AKISMET_THRESHOLDS,
+    )
+
+
+@pytest.fixture(scope="module")
+def live_server(akismet_settings: Settings) -> Iterator[LiveServer]:
+    import socket
+
+    import uvicorn
+
+    from service.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(akismet_settings), lifespan="on", log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), 30, "uvicorn to start")
+        if not server.started:
+            pytest.fail("uvicorn exited before it started")
+        yield LiveServer(f"http://127.0.0.1:{port}", akismet_settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -1,0 +1,647 @@
+"""The Akismet protocol: parsing its requests, its test values, and what its answers count.
+
+The router (`service/routers/akismet.py`) only turns these results into Akismet's exact bodies.
+A checked comment goes through the same functions as `POST /v1/check` (`intake` and `engine`),
+so it is stored and scored exactly like any other comment.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from annotated_types import MaxLen
+from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy.orm import Session
+
+from classifier import Decision, LoadedModel, Reason
+from service import security, tables
+from service.engine import attach, compute_verdict
+from service.intake import SiteCache, new_comment, resolve_site, store_comment
+from service.schemas import CommentIn
+
+log = logging.getLogger(__name__)
+
+SUBMISSION_THANKS = "Thanks for making the web a better place."
+GUARANTEED_SPAM_AUTHOR = "akismet-guaranteed-spam"
+GUARANTEED_SPAM_EMAIL = "akismet-guaranteed-spam@example.com"
+SPAM_DECISIONS = frozenset({Decision.SPAM.value, Decision.DISCARD.value})
+HAM_DECISIONS = frozenset({Decision.HAM.value, Decision.UNSURE.value})
+KEY_SITES_ORDERS = ("total", "spam", "ham", "missed_spam", "false_positives")
+KEY_SITES_DEFAULT_LIMIT = 500
+KEY_SITES_CSV_HEADER = (
+    "Site",
+    "Total API Calls",
+    "Spam",
+    "Ham",
+    "Missed Spam",
+    "False Positives",
+    "Is Revoked",
+)
+
+# Akismet field → CommentIn field. Everything not named here (nor a protocol field) is kept
+# in the comment's `extra`, under the name the platform used.
+_FIELDS = {
+    "comment_content": "content",
+    "comment_author": "author",
+    "comment_author_email": "author_email",
+    "comment_author_url": "author_url",
+    "user_ip": "user_ip",
+    "user_agent": "user_agent",
+    "referrer": "referrer",
+    "permalink": "permalink",
+    "comment_type": "comment_type",
+    "blog": "blog",
+    "blog_lang": "blog_lang",
+    "user_role": "user_role",
+}
+# Read by the protocol itself and never stored: the key above all.
+_PROTOCOL_FIELDS = frozenset({"api_key", "key", "guid", "is_test"})
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def _max_lengths() -> dict[str, int]:
+    limits = {}
+    for name, info in CommentIn.model_fields.items():
+        for constraint in info.metadata:
+            if isinstance(constraint, MaxLen):
+                limits[name] = constraint.max_length
+    return limits
+
+
+_MAX_LENGTHS = _max_lengths()
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AkismetRequest:
+    """The fields of one Akismet call (each name with every value sent), and its Host."""
+
+    fields: dict[str, list[str]]
+    host: str = ""
+
+    def value(self, name: str) -> str:
+        """The first value sent for `name`, or ""."""
+        values = self.fields.get(name)
+        return values[0] if values else ""
+
+    def api_key(self, prefer_key: bool = False) -> str:
+        """The key: `api_key`, then `key` (the other way round for verify-key), then the first
+        label of the Host header (the older `<key>.rest.akismet.com` form)."""
+        names = ("key", "api_key") if prefer_key else ("api_key", "key")
+        for name in names:
+            if key := self.value(name).strip():
+                return key
+        host = self.host.rsplit(":", 1)[0] if not self.host.endswith("]") else ""
+        label, dot, _ = host.partition(".")
+        return label if dot else ""
+
+
+def _charset(content_type: str | None) -> str | None:
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"'):
+            return value.strip().strip('"')
+    return None
+
+
+def _codec(*names: str | None) -> str:
+    """The first name that is a known text codec; UTF-8 if none is."""
+    for name in names:
+        if not name:
+            continue
+        try:
+            info = codecs.lookup(name)
+        except LookupError:
+            continue
+        if getattr(info, "_is_text_encoding", True):
+            return info.name
+    return "utf-8"
+
+
+def _pairs(raw: bytes) -> Iterable[tuple[bytes, bytes]]:
+    for part in raw.split(b"&"):
+        if not part:
+            continue
+        name, _, value = part.partition(b"=")
+        yield (
+            unquote_to_bytes(name.replace(b"+", b" ")),
+            unquote_to_bytes(value.replace(b"+", b" ")),
+        )
+
+
+def parse_request(
+    body: bytes, content_type: str | None, query: bytes = b"", host: str = ""
+) -> AkismetRequest:
+    """Decode a form-urlencoded body (and, for the 1.2 calls, the query string).
+
+    The charset is the Content-Type's, else the `blog_charset` field's, else UTF-8; bytes
+    that are not valid in it become U+FFFD rather than an error. NULs are dropped, since
+    PostgreSQL cannot store them.
+    """
+    pairs = [*_pairs(query), *_pairs(body)]
+    declared = next((v for n, v in pairs if n == b"blog_charset"), b"").decode("ascii", "replace")
+    charset = _codec(_charset(content_type), declared)
+    fields: dict[str, list[str]] = {}
+    for raw_name, raw_value in pairs:
+        name = raw_name.decode(charset, "replace").replace("\x00", "")
+        value = raw_value.decode(charset, "replace").replace("\x00", "")
+        fields.setdefault(name, []).append(value)
+    return AkismetRequest(fields, host)
+
+
+def missing_field(request: AkismetRequest, *names: str) -> str | None:
+    """The first of `names` the request lacks (or sends empty)."""
+    return next((name for name in names if not request.value(name).strip()), None)
+
+
+def authenticate(session: Session, keys: security.KeyCache, secret: str, key: str) -> int | None:
+    """The account of an API key (cached like the bearer keys of /v1), or None."""
+    if not key:
+        return None
+    account_id = keys.get(key, secret)
+    if account_id is None:
+        account_id = security.authenticate(session, key, secret)
+        if account_id is not None:
+            keys.put(key, secret, account_id)
+    return account_id
+
+
+def public_name(key: str) -> str:
+    """A key as reports show it: its lookup prefix only, never the key itself."""
+    return f"{security.KEY_PREFIX}{security.lookup_prefix(key)}…"
+
+
+def actor(key: str) -> str:
+    """How labels name the key that sent them."""
+    return f"akismet:{security.KEY_PREFIX}{security.lookup_prefix(key)}"
+
+
+# --- the comment and the test values -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A verdict decided by a rule rather than the model (Akismet's test values, honeypot)."""
+
+    decision: Decision
+    feature: str
+    description: str
+
+    def reason(self) -> Reason:
+        # A rule decides; it adds no log-odds. The weight only gives its direction.
+        weight = 1.0 if self.decision in (Decision.SPAM, Decision.DISCARD) else -1.0
+        return Reason(self.feature, self.description, weight)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """An Akismet call's comment, ready for `intake`, and the rule that decides it (if any)."""
+
+    comment: CommentIn
+    rule: Rule | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _clip(name: str, value: str) -> str:
+    limit = _MAX_LENGTHS.get(name)
+    return value[:limit] if limit is not None else value
+
+
+def _parse_date(value: str) -> datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def to_submission(request: AkismetRequest, max_content_bytes: int) -> Submission:
+    """The comment an Akismet call describes; unknown fields go to `extra`, as sent."""
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    notes: list[str] = []
+    honeypot_name = request.value("honeypot_field_name").strip()
+    for name, sent in request.fields.items():
+        if name in _PROTOCOL_FIELDS or (honeypot_name and name == honeypot_name):
+            continue
+        if name in _FIELDS:
+            values[_FIELDS[name]] = _clip(_FIELDS[name], sent[0])
+        else:
+            extra[name] = sent[0] if len(sent) == 1 else sent
+    content = values.get("content", "")
+    encoded = content.encode("utf-8")
+    if len(encoded) > max_content_bytes:
+        values["content"] = encoded[:max_content_bytes].decode("utf-8", "ignore")
+        notes.append(f"comment_content truncated to {max_content_bytes} bytes")
+    created = _parse_date(request.value("comment_date_gmt"))
+    if created is not None:
+        extra.pop("comment_date_gmt", None)
+    honeypot = request.value(honeypot_name) if honeypot_name else ""
+    comment = CommentIn(
+        **values,
+        created_at=created,
+        honeypot=_clip("honeypot", honeypot),
+        is_test=_truthy(request.value("is_test")),
+        extra=extra,
+    )
+    return Submission(comment, _rule(comment, honeypot_name), notes)
+
+
+def _rule(comment: CommentIn, honeypot_name: str) -> Rule | None:
+    # Akismet's documented test values first, so that a test behaves the same on every site.
+    if (
+        comment.author.strip().lower() == GUARANTEED_SPAM_AUTHOR
+        or comment.author_email.strip().lower() == GUARANTEED_SPAM_EMAIL
+    ):
+        return Rule(
+            Decision.SPAM,
+            "rule:akismet-guaranteed-spam",
+            "Akismet's test value for guaranteed spam (comment_author or comment_author_email)",
+        )
+    if "administrator" in comment.user_role.lower():
+        return Rule(Decision.HAM, "rule:administrator", 'the user_role contains "administrator"')
+    if comment.honeypot.strip():
+        return Rule(
+            Decision.SPAM,
+            "rule:honeypot",
+            f'the honeypot field "{honeypot_name}" was filled in',
+        )
+    return None
+
+
+def _verdict(comment: tables.Comment, submission: Submission, model: LoadedModel) -> tables.Verdict:
+    """The model's verdict; a rule, if one applies, decides and comes first among the reasons.
+
+    The score stays the model's, so that it remains a calibrated probability.
+    """
+    verdict = compute_verdict(comment, model)
+    if submission.rule is not None:
+        verdict.decision = submission.rule.decision.value
+        verdict.reasons = [submission.rule.reason().to_dict(), *verdict.reasons]
+    return verdict
+
+
+# --- comment-check -----------------------------------------------------------------------
+
+
+def check(
+    session: Session,
+    sites: SiteCache,
+    account_id: int,
+    submission: Submission,
+    model: LoadedModel,
+) -> tables.Comment:
+    """Store and score a comment, as `POST /v1/check` does; returns it with its verdict."""
+    site = resolve_site(session, sites, account_id, submission.comment.blog)
+    # End any transaction the lookups opened: on SQLite it holds the only write lock, and
+    # scoring happens outside of it.
+    session.commit()
+    fresh = new_comment(site.id, submission.comment, None)
+    verdict = _verdict(fresh, submission, model)
+    comment, _ = store_comment(session, fresh)
+    attach(session, comment, verdict)
+    session.commit()
+    return comment
+
+
+def answers_spam(decision: str) -> bool:
+    """Akismet's `true`: spam and discard. Ham and unsure (held for a moderator) are `false`."""
+    return decision in SPAM_DECISIONS
+
+
+# --- submit-spam / submit-ham ------------------------------------------------------------
+
+
+def _by_guid(session: Session, account_id: int, guid: str) -> tables.Comment | None:
+    try:
+        comment_id = uuid.UUID(guid.strip())
+    except ValueError:
+        return None
+    return session.execute(
+        select(tables.Comment)
+        .join(tables.Site, tables.Site.id == tables.Comment.site_id)
+        .where(tables.Comment.id == comment_id, tables.Site.account_id == account_id)
+    ).scalar_one_or_none()
+
+
+def _by_content(session: Session, site_id: int, comment: CommentIn) -> tables.Comment | None:
+    return (
+        session.execute(
+            select(tables.Comment)
+            .where(
+                tables.Comment.site_id == site_id,
+                tables.Comment.author == comment.author,
+                tables.Comment.content == comment.content,
+            )
+            .order_by(tables.Comment.received_at.desc())
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+
+
+def record_feedback(
+    session: Session,
+    sites: SiteCache,
+    account_id: int,
+    submission: Submission,
+    label: tables.LabelValue,
+    guid: str,
+    who: str,
+    model: LoadedModel,
+) -> tables.Label:
+    """Label the comment the platform reports (by guid, else same site, author and content).
+
+    A comment never checked is stored, and scored so that it has a verdict like every other
+    one; its label says it came in this way, so it counts neither as a call nor as a miss.
+    """
+    site = resolve_site(session, sites, account_id, submission.comment.blog)
+    comment = _by_guid(session, account_id, guid) if guid.strip() else None
+    if comment is None:
+        comment = _by_content(session, site.id, submission.comment)
+    created = comment is None
+    if comment is None:
+        fresh = new_comment(site.id, submission.comment, None)
+        verdict = _verdict(fresh, submission, model)
+        comment, _ = store_comment(session, fresh)
+        attach(session, comment, verdict)
+    row = tables.Label(
+        comment_id=comment.id,
+        label=label.value,
+        source=tables.LabelSource.FEEDBACK.value,
+        actor=who,
+        note=None,
+        created_comment=created,
+        created_at=tables.utcnow(),
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+# --- usage-limit and key-sites -----------------------------------------------------------
+
+
+def month_bounds(
+    month: str | None = None, now: datetime | None = None
+) -> tuple[str, datetime, datetime]:
+    """("YYYY-MM", first instant, first instant of the next month), in UTC; ValueError if bad."""
+    now = now or tables.utcnow()
+    if month:
+        match = _MONTH.match(month.strip())
+        if match is None:
+            raise ValueError(f"month must be YYYY-MM, not {month!r}")
+        year, number = int(match[1]), int(match[2])
+    else:
+        year, number = now.year, now.month
+    start = datetime(year, number, 1, tzinfo=UTC)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    return f"{year:04d}-{number:02d}", start, end
+
+
+def _counted(start: datetime, end: datetime) -> Any:
+    """The comments that were API calls in [start, end): not tests, not brought in by feedback."""
+    brought_in = exists().where(
+        tables.Label.comment_id == tables.Comment.id, tables.Label.created_comment.is_(True)
+    )
+    return and_(
+        tables.Comment.received_at >= start,
+        tables.Comment.received_at < end,
+        tables.Comment.is_test.is_(False),
+        ~brought_in,
+    )
+
+
+def usage_count(session: Session, account_id: int, start: datetime, end: datetime) -> int:
+    """Comment checks the account made in [start, end)."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(tables.Comment)
+            .join(tables.Site, tables.Site.id == tables.Comment.site_id)
+            .where(tables.Site.account_id == account_id, _counted(start, end))
+        ).scalar_one()
+    )
+
+
+def usage_limit(session: Session, account_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """Akismet's usage-limit answer for this month.
+
+    Akismet throttles a key that has gone over its limit three months running; `throttled`
+    reports that state (commentguard itself refuses no call).
+    """
+    _, start, end = month_bounds(None, now)
+    usage = usage_count(session, account_id, start, end)
+    limit = session.execute(
+        select(tables.Account.usage_limit).where(tables.Account.id == account_id)
+    ).scalar_one_or_none()
+    if limit is None:
+        return {"limit": "none", "usage": usage, "percentage": "0.00", "throttled": False}
+    percentage = usage / limit * 100 if limit > 0 else (100.0 if usage else 0.0)
+    throttled = usage > limit and all(
+        usage_count(session, account_id, *_previous_month(start, back)) > limit for back in (1, 2)
+    )
+    return {
+        "limit": limit,
+        "usage": usage,
+        "percentage": f"{percentage:.2f}",
+        "throttled": throttled,
+    }
+
+
+def _previous_month(start: datetime, back: int) -> tuple[datetime, datetime]:
+    index = start.year * 12 + start.month - 1 - back
+    first = datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+    _, _, end = month_bounds(f"{first.year:04d}-{first.month:02d}")
+    return first, end
+
+
+@dataclass(frozen=True, slots=True)
+class SiteActivity:
+    site: str
+    api_calls: int = 0
+    spam: int = 0
+    ham: int = 0
+    missed_spam: int = 0
+    false_positives: int = 0
+    is_revoked: bool = False
+
+    def sort_value(self, order: str) -> int:
+        return self.api_calls if order == "total" else int(getattr(self, order))
+
+
+@dataclass(frozen=True, slots=True)
+class KeySites:
+    month: str
+    sites: list[SiteActivity]
+    limit: int
+    offset: int
+    total: int
+
+    def to_json(self) -> dict[str, Any]:
+        # Counts as strings, `is_revoked` as a boolean: the shape of Akismet's own answer.
+        rows = [
+            {
+                "site": s.site,
+                "api_calls": str(s.api_calls),
+                "spam": str(s.spam),
+                "ham": str(s.ham),
+                "missed_spam": str(s.missed_spam),
+                "false_positives": str(s.false_positives),
+                "is_revoked": s.is_revoked,
+            }
+            for s in self.sites
+        ]
+        return {self.month: rows, "limit": self.limit, "offset": self.offset, "total": self.total}
+
+    def to_csv(self, key_name: str) -> str:
+        out = io.StringIO()
+        out.write(
+            f"Active sites for {key_name} during {self.month} "
+            f"(limit:{self.limit}, offset: {self.offset}, total: {self.total})\n"
+        )
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(KEY_SITES_CSV_HEADER)
+        for s in self.sites:
+            writer.writerow(
+                [
+                    s.site,
+                    s.api_calls,
+                    s.spam,
+                    s.ham,
+                    s.missed_spam,
+                    s.false_positives,
+                    "true" if s.is_revoked else "false",
+                ]
+            )
+        return out.getvalue().rstrip("\n")
+
+
+def _int_param(value: str, default: int, maximum: int | None = None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        return default
+    if number < 0:
+        return default
+    return min(number, maximum) if maximum is not None else number
+
+
+def key_sites(
+    session: Session,
+    account_id: int,
+    month: str | None = None,
+    url_filter: str = "",
+    order: str = "total",
+    limit: str = "",
+    offset: str = "",
+) -> KeySites:
+    """Per-site activity of the account in a month, as Akismet's key-sites reports it.
+
+    api_calls, spam and ham count the month's checks by verdict (unsure is ham: it was let
+    through to moderation); missed_spam and false_positives count the comments whose newest
+    label, given that month, contradicts our verdict. ValueError for a malformed month.
+    """
+    name, start, end = month_bounds(month)
+    order = order if order in KEY_SITES_ORDERS else "total"
+    page_limit = _int_param(limit, KEY_SITES_DEFAULT_LIMIT, KEY_SITES_DEFAULT_LIMIT)
+    page_offset = _int_param(offset, 0)
+    decision = tables.Verdict.decision
+    calls = session.execute(
+        select(
+            tables.Comment.site_id,
+            func.count(),
+            func.sum(case((decision.in_(SPAM_DECISIONS), 1), else_=0)),
+            func.sum(case((decision.in_(HAM_DECISIONS), 1), else_=0)),
+        )
+        .join(tables.Site, tables.Site.id == tables.Comment.site_id)
+        .outerjoin(tables.Verdict, tables.Verdict.comment_id == tables.Comment.id)
+        .where(tables.Site.account_id == account_id, _counted(start, end))
+        .group_by(tables.Comment.site_id)
+    ).all()
+    newest = (
+        select(func.max(tables.Label.id).label("id")).group_by(tables.Label.comment_id).subquery()
+    )
+    corrections = session.execute(
+        select(
+            tables.Comment.site_id,
+            func.sum(
+                case(
+                    (
+                        and_(tables.Label.label == "spam", decision.in_(HAM_DECISIONS)),
+                        1,
+                    ),
+                    else_=0,
+                )
+            ),
+            func.sum(
+                case(
+                    (
+                        and_(tables.Label.label == "ham", decision.in_(SPAM_DECISIONS)),
+                        1,
+                    ),
+                    else_=0,
+                )
+            ),
+        )
+        .select_from(tables.Label)
+        .join(newest, newest.c.id == tables.Label.id)
+        .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
+        .join(tables.Site, tables.Site.id == tables.Comment.site_id)
+        .join(tables.Verdict, tables.Verdict.comment_id == tables.Comment.id)
+        .where(
+            tables.Site.account_id == account_id,
+            tables.Label.created_at >= start,
+            tables.Label.created_at < end,
+            tables.Label.created_comment.is_(False),
+            tables.Comment.is_test.is_(False),
+        )
+        .group_by(tables.Comment.site_id)
+    ).all()
+    counts: dict[int, dict[str, int]] = {}
+    for site_id, total, spam, ham in calls:
+        counts[site_id] = {"api_calls": total, "spam": int(spam or 0), "ham": int(ham or 0)}
+    for site_id, missed, false_positives in corrections:
+        row = counts.setdefault(site_id, {})
+        row["missed_spam"] = int(missed or 0)
+        row["false_positives"] = int(false_positives or 0)
+    query = select(tables.Site.id, tables.Site.url).where(tables.Site.id.in_(list(counts)))
+    if url_filter.strip():
+        query = query.where(
+            func.lower(tables.Site.url).contains(url_filter.strip().lower(), autoescape=True)
+        )
+    activity = [
+        SiteActivity(
+            site=url,
+            api_calls=counts[site_id].get("api_calls", 0),
+            spam=counts[site_id].get("spam", 0),
+            ham=counts[site_id].get("ham", 0),
+            missed_spam=counts[site_id].get("missed_spam", 0),
+            false_positives=counts[site_id].get("false_positives", 0),
+        )
+        for site_id, url in session.execute(query).all()
+        if any(counts[site_id].values())
+    ]
+    activity.sort(key=lambda s: (-s.sort_value(order), s.site))
+    page = activity[page_offset : page_offset + page_limit]
+    return KeySites(name, page, page_limit, page_offset, len(activity))

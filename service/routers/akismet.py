@@ -1,0 +1,189 @@
+"""The Akismet API (1.1 and 1.2): existing integrations switch by changing their base URL.
+
+Every protocol answer is HTTP 200 with Akismet's exact body. `X-akismet-debug-help` comes only
+with an `invalid` answer: some clients raise on it whatever the body says.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse
+from sqlalchemy.orm import Session
+
+from classifier import LoadedModel
+from service import akismet, tables
+from service.akismet import AkismetRequest
+from service.deps import ModelDep, Services, ServicesDep, SessionDep
+
+router = APIRouter(tags=["akismet"])
+
+DEBUG_HELP = "X-akismet-debug-help"
+GUID = "X-akismet-guid"
+PRO_TIP = "X-akismet-pro-tip"
+
+
+async def read_form(request: Request) -> AkismetRequest:
+    """A 1.1 call: the form-urlencoded body."""
+    body = await request.body()
+    return akismet.parse_request(
+        body, request.headers.get("content-type"), host=request.headers.get("host", "")
+    )
+
+
+async def read_form_and_query(request: Request) -> AkismetRequest:
+    """A 1.2 call: the query string and the body, either of which may carry the fields."""
+    body = await request.body()
+    return akismet.parse_request(
+        body,
+        request.headers.get("content-type"),
+        query=request.url.query.encode("latin-1", "replace"),
+        host=request.headers.get("host", ""),
+    )
+
+
+Form = Annotated[AkismetRequest, Depends(read_form)]
+FormAndQuery = Annotated[AkismetRequest, Depends(read_form_and_query)]
+
+
+def text(body: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(body, headers=headers)
+
+
+def invalid(why: str) -> Response:
+    # A header value is one line of Latin-1; the reason may quote what the client sent.
+    printable = "".join(c if " " <= c <= "~" else "?" for c in why)
+    return text("invalid", {DEBUG_HELP: printable})
+
+
+def _account(
+    form: AkismetRequest, services: Services, session: Session, prefer_key: bool = False
+) -> tuple[int | None, str, str]:
+    """(account id or None, the key, why it was refused)."""
+    key = form.api_key(prefer_key)
+    if not key:
+        return None, key, 'Empty "api_key" value: send your commentguard API key'
+    account_id = akismet.authenticate(session, services.keys, services.settings.secret_key, key)
+    if account_id is None:
+        return None, key, "Invalid API key: unknown or revoked"
+    return account_id, key, ""
+
+
+def _missing(form: AkismetRequest, *names: str) -> Response | None:
+    name = akismet.missing_field(form, *names)
+    return invalid(f'Empty "{name}" value: it is required') if name else None
+
+
+TEXT_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {}}, "description": "Akismet's plain-text answer"}
+}
+
+
+@router.post("/1.1/verify-key", response_class=PlainTextResponse, responses=TEXT_ANSWER)
+def verify_key(form: Form, services: ServicesDep, session: SessionDep) -> Response:
+    """Akismet verify-key: `valid` or `invalid`."""
+    account_id, _, why = _account(form, services, session, prefer_key=True)
+    if account_id is None:
+        return invalid(why)
+    return _missing(form, "blog") or text("valid")
+
+
+@router.post("/1.1/comment-check", response_class=PlainTextResponse, responses=TEXT_ANSWER)
+def comment_check(
+    form: Form, services: ServicesDep, session: SessionDep, model: ModelDep
+) -> Response:
+    """Akismet comment-check: score and store the comment; `true` is spam, `false` is not."""
+    account_id, _, why = _account(form, services, session)
+    if account_id is None:
+        return invalid(why)
+    if refused := _missing(form, "blog", "user_ip"):
+        return refused
+    submission = akismet.to_submission(form, services.settings.max_content_bytes)
+    comment = akismet.check(session, services.sites, account_id, submission, model)
+    assert comment.verdict is not None
+    decision = comment.verdict.decision
+    headers = {GUID: str(comment.id)}
+    if decision == "discard":
+        headers[PRO_TIP] = "discard"
+    return text("true" if akismet.answers_spam(decision) else "false", headers)
+
+
+def _submit(
+    form: AkismetRequest,
+    services: Services,
+    session: Session,
+    model: LoadedModel,
+    label: tables.LabelValue,
+) -> Response:
+    account_id, key, why = _account(form, services, session)
+    if account_id is None:
+        return invalid(why)
+    if refused := _missing(form, "blog", "user_ip"):
+        return refused
+    submission = akismet.to_submission(form, services.settings.max_content_bytes)
+    akismet.record_feedback(
+        session,
+        services.sites,
+        account_id,
+        submission,
+        label,
+        form.value("guid"),
+        akismet.actor(key),
+        model,
+    )
+    return text(akismet.SUBMISSION_THANKS)
+
+
+@router.post("/1.1/submit-spam", response_class=PlainTextResponse, responses=TEXT_ANSWER)
+def submit_spam(
+    form: Form, services: ServicesDep, session: SessionDep, model: ModelDep
+) -> Response:
+    """Akismet submit-spam: the platform says this comment is spam (a label, source feedback)."""
+    return _submit(form, services, session, model, tables.LabelValue.SPAM)
+
+
+@router.post("/1.1/submit-ham", response_class=PlainTextResponse, responses=TEXT_ANSWER)
+def submit_ham(form: Form, services: ServicesDep, session: SessionDep, model: ModelDep) -> Response:
+    """Akismet submit-ham: the platform says this comment is not spam (a label, source feedback)."""
+    return _submit(form, services, session, model, tables.LabelValue.HAM)
+
+
+def _json(data: object) -> Response:
+    return Response(json.dumps(data), media_type="application/json")
+
+
+@router.api_route("/1.2/usage-limit", methods=["GET", "POST"], responses=TEXT_ANSWER)
+def usage_limit(form: FormAndQuery, services: ServicesDep, session: SessionDep) -> Response:
+    """Akismet usage-limit: this month's comment checks against the account's limit."""
+    account_id, _, why = _account(form, services, session)
+    if account_id is None:
+        return invalid(why)
+    return _json(akismet.usage_limit(session, account_id))
+
+
+@router.api_route("/1.2/key-sites", methods=["GET", "POST"], responses=TEXT_ANSWER)
+def key_sites(form: FormAndQuery, services: ServicesDep, session: SessionDep) -> Response:
+    """Akismet key-sites: each site's calls, spam, ham, missed spam and false positives."""
+    account_id, key, why = _account(form, services, session)
+    if account_id is None:
+        return invalid(why)
+    result_format = form.value("format").strip().lower() or "json"
+    if result_format not in ("json", "csv"):
+        return invalid('"format" must be json or csv')
+    try:
+        report = akismet.key_sites(
+            session,
+            account_id,
+            month=form.value("month"),
+            url_filter=form.value("filter"),
+            order=form.value("order").strip().lower() or "total",
+            limit=form.value("limit"),
+            offset=form.value("offset"),
+        )
+    except ValueError as exc:
+        return invalid(str(exc))
+    if result_format == "csv":
+        return Response(report.to_csv(akismet.public_name(key)), media_type="text/csv")
+    return _json(report.to_json())
