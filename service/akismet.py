@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import ipaddress
 import logging
 import re
 import uuid
@@ -96,16 +97,30 @@ class AkismetRequest:
         values = self.fields.get(name)
         return values[0] if values else ""
 
-    def api_key(self, prefer_key: bool = False) -> str:
-        """The key: `api_key`, then `key` (the other way round for verify-key), then the first
-        label of the Host header (the older `<key>.rest.akismet.com` form)."""
+    def api_key(self, prefer_key: bool = False) -> tuple[str, str]:
+        """(key, where it came from): `api_key`, then `key` (the other way round for
+        verify-key), then the first label of the Host header (the older sub-domain form,
+        `<key>.rest.akismet.com`). ("", "") when there is none."""
         names = ("key", "api_key") if prefer_key else ("api_key", "key")
         for name in names:
             if key := self.value(name).strip():
-                return key
-        host = self.host.rsplit(":", 1)[0] if not self.host.endswith("]") else ""
-        label, dot, _ = host.partition(".")
-        return label if dot else ""
+                return key, name
+        host = self.host.strip().lower()
+        if host.startswith("["):
+            return "", ""  # an IPv6 literal
+        host = self.host.strip().rsplit(":", 1)[0]
+        label, dot, rest = host.partition(".")
+        if not dot or not rest or _is_ip(host):
+            return "", ""
+        return label, "Host"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _charset(content_type: str | None) -> str | None:

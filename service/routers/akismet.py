@@ -62,12 +62,14 @@ def _account(
     form: AkismetRequest, services: Services, session: Session, prefer_key: bool = False
 ) -> tuple[int | None, str, str]:
     """(account id or None, the key, why it was refused)."""
-    key = form.api_key(prefer_key)
+    key, source = form.api_key(prefer_key)
     if not key:
         return None, key, 'Empty "api_key" value: send your commentguard API key'
     account_id = akismet.authenticate(session, services.keys, services.settings.secret_key, key)
     if account_id is None:
-        return None, key, "Invalid API key: unknown or revoked"
+        if source == "Host":
+            return None, key, 'No "api_key", and the Host name does not start with a valid key'
+        return None, key, f'Invalid "{source}": unknown or revoked API key'
     return account_id, key, ""
 
 

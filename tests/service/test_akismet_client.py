@@ -247,9 +247,7 @@ def test_submit_spam_labels_the_checked_comment(
     assert check(client, HAM_TEXT) == akismet.CheckResponse.HAM
     checked = stored.last_comment(account.id)
     assert (
-        client.submit_spam(
-            user_ip="203.0.113.7", comment_author="Ann", comment_content=HAM_TEXT
-        )
+        client.submit_spam(user_ip="203.0.113.7", comment_author="Ann", comment_content=HAM_TEXT)
         is True
     )
     assert len(stored.comments(account.id)) == 1
@@ -304,9 +302,7 @@ def test_submit_spam_stores_a_comment_never_checked(
 # --- usage-limit -------------------------------------------------------------------------
 
 
-def test_usage_limit_counts_this_month_checks(
-    client: akismet.SyncClient, account: Account
-) -> None:
+def test_usage_limit_counts_this_month_checks(client: akismet.SyncClient, account: Account) -> None:
     assert client.usage_limit() == {
         "limit": "none",
         "usage": 0,
@@ -363,9 +359,7 @@ def test_usage_limit_throttles_after_three_months_over_the_limit(
 # --- key-sites ---------------------------------------------------------------------------
 
 
-def test_key_sites_reports_each_site_in_json(
-    live_server: LiveServer, account: Account
-) -> None:
+def test_key_sites_reports_each_site_in_json(live_server: LiveServer, account: Account) -> None:
     with make_client(live_server, account.key, "https://big.example") as big:
         for text in (HAM_TEXT, UNSURE_TEXT, DISCARD_TEXT):
             check(big, text)
@@ -409,9 +403,7 @@ def test_key_sites_reports_each_site_in_json(
         }
 
 
-def test_key_sites_reports_each_site_in_csv(
-    client: akismet.SyncClient, account: Account
-) -> None:
+def test_key_sites_reports_each_site_in_csv(client: akismet.SyncClient, account: Account) -> None:
     check(client, HAM_TEXT)
     check(client, DISCARD_TEXT)
     client.submit_ham(user_ip="203.0.113.7", comment_author="Ann", comment_content=DISCARD_TEXT)

@@ -1,0 +1,415 @@
+"""The Akismet protocol in raw HTTP: keys, charsets, missing and unknown fields, exact answers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from service import db, tables
+from tests.service.conftest import Account, LiveServer, create_account
+
+pytestmark = pytest.mark.xdist_group("akismet_protocol")
+
+HAM_TEXT = "I love this song, it reminds me of my childhood."
+DISCARD_TEXT = "Check out my channel http://bit.ly/x subscribe!!!"
+FORM = "application/x-www-form-urlencoded"
+THANKS = b"Thanks for making the web a better place."
+
+
+@pytest.fixture(scope="module")
+def http(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+def account(live_server: LiveServer) -> Account:
+    return create_account(live_server.settings, "akismet-protocol")
+
+
+@pytest.fixture(scope="module")
+def sessions(live_server: LiveServer) -> Iterator[db.SessionFactory]:
+    engine = db.make_engine(live_server.settings)
+    yield db.make_session_factory(engine)
+    engine.dispose()
+
+
+def fields(account: Account, **extra: Any) -> dict[str, Any]:
+    return {
+        "api_key": account.key,
+        "blog": "https://blog.example",
+        "user_ip": "203.0.113.7",
+        "comment_author": "Ann",
+        "comment_content": HAM_TEXT,
+        **extra,
+    }
+
+
+def comment_of(sessions: db.SessionFactory, response: httpx.Response) -> tables.Comment:
+    with sessions() as session:
+        comment = session.get(tables.Comment, uuid.UUID(response.headers["x-akismet-guid"]))
+        assert comment is not None
+        return comment
+
+
+def akismet_headers(response: httpx.Response) -> dict[str, str]:
+    return {k.lower(): v for k, v in response.headers.items() if k.lower().startswith("x-akismet")}
+
+
+def assert_plain(response: httpx.Response, body: bytes) -> None:
+    assert response.status_code == 200
+    assert response.content == body  # byte-exact: no trailing newline
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+# --- exact answers -----------------------------------------------------------------------
+
+
+def test_comment_check_answers_false_with_only_a_guid(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory
+) -> None:
+    response = http.post("/1.1/comment-check", data=fields(account))
+    assert_plain(response, b"false")
+    assert set(akismet_headers(response)) == {"x-akismet-guid"}
+    assert comment_of(sessions, response).content == HAM_TEXT
+
+
+def test_comment_check_answers_true_with_a_discard_tip(
+    http: httpx.Client, account: Account
+) -> None:
+    response = http.post("/1.1/comment-check", data=fields(account, comment_content=DISCARD_TEXT))
+    assert_plain(response, b"true")
+    headers = akismet_headers(response)
+    assert set(headers) == {"x-akismet-guid", "x-akismet-pro-tip"}
+    assert headers["x-akismet-pro-tip"] == "discard"
+
+
+def test_comment_check_answers_true_without_a_tip_for_spam(
+    http: httpx.Client, account: Account
+) -> None:
+    response = http.post(
+        "/1.1/comment-check", data=fields(account, comment_author="akismet-guaranteed-spam")
+    )
+    assert_plain(response, b"true")
+    assert set(akismet_headers(response)) == {"x-akismet-guid"}
+
+
+def test_verify_key_and_submit_answer_exact_bodies(http: httpx.Client, account: Account) -> None:
+    response = http.post("/1.1/verify-key", data={"key": account.key, "blog": "https://b.example"})
+    assert_plain(response, b"valid")
+    assert akismet_headers(response) == {}
+    for endpoint in ("/1.1/submit-spam", "/1.1/submit-ham"):
+        response = http.post(endpoint, data=fields(account))
+        assert_plain(response, THANKS)
+        assert akismet_headers(response) == {}
+
+
+def test_usage_limit_answers_exact_json_from_the_query_string(
+    http: httpx.Client, account: Account
+) -> None:
+    response = http.get("/1.2/usage-limit", params={"api_key": account.key})
+    assert response.status_code == 200
+    assert (
+        response.content
+        == b'{"limit": "none", "usage": 0, "percentage": "0.00", "throttled": false}'
+    )
+    assert response.headers["content-type"] == "application/json"
+    posted = http.post("/1.2/usage-limit", data={"api_key": account.key})
+    assert posted.content == response.content
+
+
+# --- keys --------------------------------------------------------------------------------
+
+
+def test_comment_check_refuses_an_unknown_key_with_debug_help(http: httpx.Client) -> None:
+    response = http.post(
+        "/1.1/comment-check", data={"api_key": "cg_nope", "blog": "x", "user_ip": "1"}
+    )
+    assert_plain(response, b"invalid")
+    assert set(akismet_headers(response)) == {"x-akismet-debug-help"}
+    assert "key" in response.headers["x-akismet-debug-help"].lower()
+
+
+def test_every_call_refuses_a_missing_key(http: httpx.Client) -> None:
+    for method, path in [
+        ("POST", "/1.1/verify-key"),
+        ("POST", "/1.1/comment-check"),
+        ("POST", "/1.1/submit-spam"),
+        ("POST", "/1.1/submit-ham"),
+        ("GET", "/1.2/usage-limit"),
+        ("GET", "/1.2/key-sites"),
+    ]:
+        response = http.request(method, path, data={"blog": "https://b.example", "user_ip": "1"})
+        assert_plain(response, b"invalid")
+        assert "api_key" in response.headers["x-akismet-debug-help"], path
+
+
+def test_comment_check_reads_the_key_from_the_host_subdomain(
+    http: httpx.Client, account: Account
+) -> None:
+    body = fields(account)
+    del body["api_key"]
+    response = http.post(
+        "/1.1/comment-check", data=body, headers={"Host": f"{account.key}.rest.akismet.com"}
+    )
+    assert_plain(response, b"false")
+    response = http.post(
+        "/1.1/verify-key", data={"blog": "https://b.example"}, headers={"Host": f"{account.key}.x"}
+    )
+    assert_plain(response, b"valid")
+
+
+def test_comment_check_prefers_api_key_and_verify_key_prefers_key(
+    http: httpx.Client, account: Account
+) -> None:
+    wrong = "cg_" + "w" * 43
+    check = http.post("/1.1/comment-check", data=fields(account, api_key=wrong, key=account.key))
+    assert_plain(check, b"invalid")
+    check = http.post("/1.1/comment-check", data=fields(account, key=wrong))
+    assert_plain(check, b"false")
+    verify = http.post(
+        "/1.1/verify-key", data={"key": account.key, "api_key": wrong, "blog": "https://b.example"}
+    )
+    assert_plain(verify, b"valid")
+
+
+def test_revoked_key_is_invalid(
+    http: httpx.Client, live_server: LiveServer, sessions: db.SessionFactory
+) -> None:
+    # A key never used before, so that no process has it cached.
+    revoked = create_account(live_server.settings, "revoked")
+    with sessions() as session:
+        key = session.execute(
+            select(tables.ApiKey).where(tables.ApiKey.account_id == revoked.id)
+        ).scalar_one()
+        key.revoked_at = tables.utcnow()
+        session.commit()
+    response = http.post("/1.1/verify-key", data={"key": revoked.key, "blog": "https://b.example"})
+    assert_plain(response, b"invalid")
+
+
+# --- missing fields ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("missing", ["blog", "user_ip"])
+@pytest.mark.parametrize("endpoint", ["comment-check", "submit-spam", "submit-ham"])
+def test_missing_required_field_is_invalid_with_debug_help(
+    http: httpx.Client, account: Account, endpoint: str, missing: str
+) -> None:
+    body = fields(account)
+    del body[missing]
+    response = http.post(f"/1.1/{endpoint}", data=body)
+    assert_plain(response, b"invalid")
+    assert set(akismet_headers(response)) == {"x-akismet-debug-help"}
+    assert missing in response.headers["x-akismet-debug-help"]
+
+
+def test_verify_key_without_blog_is_invalid(http: httpx.Client, account: Account) -> None:
+    response = http.post("/1.1/verify-key", data={"key": account.key})
+    assert_plain(response, b"invalid")
+    assert "blog" in response.headers["x-akismet-debug-help"]
+
+
+def test_key_sites_refuses_a_malformed_month(http: httpx.Client, account: Account) -> None:
+    response = http.get("/1.2/key-sites", params={"api_key": account.key, "month": "2024-13"})
+    assert_plain(response, b"invalid")
+    assert "YYYY-MM" in response.headers["x-akismet-debug-help"]
+    response = http.get("/1.2/key-sites", params={"api_key": account.key, "format": "xml"})
+    assert_plain(response, b"invalid")
+
+
+# --- charsets ----------------------------------------------------------------------------
+
+
+def post_raw(http: httpx.Client, body: bytes, content_type: str | None) -> httpx.Response:
+    headers = {"Content-Type": content_type} if content_type else {}
+    return http.post("/1.1/comment-check", content=body, headers=headers)
+
+
+def raw_body(account: Account, content: bytes, **extra: str) -> bytes:
+    head = urlencode({**fields(account), **extra}).encode()
+    return head.replace(
+        urlencode({"comment_content": HAM_TEXT}).encode(), b"comment_content=" + content
+    )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "content", "expected"),
+    [
+        (FORM, b"Caf%C3%A9 cr%C3%A8me", "Café crème"),
+        (f"{FORM}; charset=UTF-8", b"Caf%C3%A9", "Café"),
+        (f"{FORM}; charset=utf-8", "Café".encode(), "Café"),  # raw, not percent-encoded
+        (f"{FORM}; charset=ISO-8859-1", b"Caf%E9 cr%E8me", "Café crème"),
+        (f'{FORM}; charset="iso-8859-1"', "Café".encode("latin-1"), "Café"),
+        (f"{FORM}; charset=windows-1251", b"%CF%F0%E8%E2%E5%F2", "Привет"),
+        (f"{FORM}; charset=no-such-charset", b"Caf%C3%A9", "Café"),
+        (f"{FORM}; charset=base64", b"Caf%C3%A9", "Café"),  # not a text codec
+        (None, b"Caf%C3%A9", "Café"),
+        ("text/plain", b"Caf%C3%A9", "Café"),
+    ],
+)
+def test_comment_check_decodes_the_declared_charset(
+    http: httpx.Client,
+    account: Account,
+    sessions: db.SessionFactory,
+    content_type: str | None,
+    content: bytes,
+    expected: str,
+) -> None:
+    response = post_raw(http, raw_body(account, content), content_type)
+    assert response.status_code == 200
+    assert response.content in (b"true", b"false")
+    assert comment_of(sessions, response).content == expected
+
+
+def test_comment_check_falls_back_to_blog_charset(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory
+) -> None:
+    body = raw_body(account, b"Caf%E9", blog_charset="ISO-8859-1")
+    response = post_raw(http, body, FORM)
+    assert comment_of(sessions, response).content == "Café"
+    assert comment_of(sessions, response).extra["blog_charset"] == "ISO-8859-1"
+
+
+def test_comment_check_replaces_invalid_bytes_and_drops_nul(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory
+) -> None:
+    response = post_raw(http, raw_body(account, b"bad%FF%FEbytes%00here\xc3"), FORM)
+    assert response.status_code == 200
+    assert response.content in (b"true", b"false")
+    assert comment_of(sessions, response).content == "bad\ufffd\ufffdbyteshere\ufffd"
+
+
+def test_comment_check_truncates_content_over_the_limit(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory, live_server: LiveServer
+) -> None:
+    limit = live_server.settings.max_content_bytes
+    response = http.post("/1.1/comment-check", data=fields(account, comment_content="é" * limit))
+    assert response.content in (b"true", b"false")
+    stored = comment_of(sessions, response).content
+    assert stored == "é" * (limit // 2)
+
+
+# --- fields ------------------------------------------------------------------------------
+
+
+def test_comment_check_keeps_unknown_fields(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory
+) -> None:
+    body = urlencode(
+        [
+            *fields(
+                account,
+                comment_author_email="ann@example.org",
+                comment_author_url="https://ann.example",
+                user_agent="Mozilla/5.0",
+                referrer="https://blog.example/post",
+                permalink="https://blog.example/post",
+                comment_type="reply",
+                blog_lang="en, fr_ca",
+                comment_date_gmt="2024-05-06T07:08:09Z",
+                comment_post_modified_gmt="2024-05-01 00:00:00",
+                recheck_reason="edit",
+                POST_website2="",
+                HTTP_ACCEPT="text/html",
+            ).items(),
+            ("comment_context[]", "cooking"),
+            ("comment_context[]", "recipes"),
+        ]
+    )
+    response = http.post("/1.1/comment-check", content=body, headers={"Content-Type": FORM})
+    comment = comment_of(sessions, response)
+    assert (comment.author_email, comment.author_url) == ("ann@example.org", "https://ann.example")
+    assert (comment.comment_type, comment.blog_lang, comment.user_agent) == (
+        "reply",
+        "en, fr_ca",
+        "Mozilla/5.0",
+    )
+    assert comment.created_at is not None and comment.created_at.isoformat() == (
+        "2024-05-06T07:08:09+00:00"
+    )
+    assert comment.extra == {
+        "comment_post_modified_gmt": "2024-05-01 00:00:00",
+        "recheck_reason": "edit",
+        "POST_website2": "",
+        "HTTP_ACCEPT": "text/html",
+        "comment_context[]": ["cooking", "recipes"],
+    }
+    assert account.key not in json.dumps(comment.extra)
+
+
+def test_comment_check_answers_spam_for_a_filled_honeypot(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory
+) -> None:
+    response = http.post(
+        "/1.1/comment-check",
+        data=fields(account, honeypot_field_name="hidden_url", hidden_url="http://x.example"),
+    )
+    assert_plain(response, b"true")
+    comment = comment_of(sessions, response)
+    assert comment.honeypot == "http://x.example"
+    assert comment.extra == {"honeypot_field_name": "hidden_url"}
+    assert comment.verdict is not None and comment.verdict.decision == "spam"
+    assert comment.verdict.reasons[0]["feature"] == "rule:honeypot"
+    assert "hidden_url" in comment.verdict.reasons[0]["description"]
+    empty = http.post(
+        "/1.1/comment-check", data=fields(account, honeypot_field_name="hidden_url", hidden_url="")
+    )
+    assert_plain(empty, b"false")
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE"])
+def test_comment_check_stores_is_test(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory, value: str
+) -> None:
+    response = http.post("/1.1/comment-check", data=fields(account, is_test=value))
+    assert_plain(response, b"false")
+    assert comment_of(sessions, response).is_test is True
+
+
+def test_submit_matches_the_comment_by_guid(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory
+) -> None:
+    checked = http.post("/1.1/comment-check", data=fields(account))
+    guid = checked.headers["x-akismet-guid"]
+    response = http.post(
+        "/1.1/submit-spam", data=fields(account, guid=guid, comment_content="edited since")
+    )
+    assert_plain(response, THANKS)
+    with sessions() as session:
+        labels = session.execute(select(tables.Label)).scalars().all()
+        mine = [label for label in labels if str(label.comment_id) == guid]
+        assert [(label.label, label.created_comment) for label in mine] == [("spam", False)]
+
+
+def test_submit_ignores_a_guid_of_another_account(
+    http: httpx.Client, account: Account, live_server: LiveServer, sessions: db.SessionFactory
+) -> None:
+    other = create_account(live_server.settings, "other")
+    guid = http.post("/1.1/comment-check", data=fields(other)).headers["x-akismet-guid"]
+    http.post("/1.1/submit-spam", data=fields(account, guid=guid, comment_content="mine"))
+    with sessions() as session:
+        labelled = session.execute(
+            select(tables.Label.comment_id, tables.Label.created_comment)
+            .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
+            .join(tables.Site, tables.Site.id == tables.Comment.site_id)
+            .where(tables.Site.account_id.in_([account.id, other.id]))
+        ).all()
+    assert len(labelled) == 1
+    assert str(labelled[0][0]) != guid and labelled[0][1] is True
+
+
+def test_one_point_one_calls_ignore_the_query_string(http: httpx.Client, account: Account) -> None:
+    response = http.post(
+        "/1.1/comment-check",
+        params={"api_key": account.key},
+        data={"blog": "https://b.example", "user_ip": "1"},
+    )
+    assert_plain(response, b"invalid")
