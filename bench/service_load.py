@@ -123,11 +123,12 @@ class Receiver:
 async def check_phase(port: int, key: str, concurrency: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
+    done_all = 0
     warmup_end = time.perf_counter() + 2.0
     end = warmup_end + seconds
 
     async def loop(slot: int) -> None:
-        nonlocal errors
+        nonlocal errors, done_all
         connection = Connection(port, key)
         n = 0
         try:
@@ -138,6 +139,7 @@ async def check_phase(port: int, key: str, concurrency: int, seconds: float) -> 
                 ).encode()  # fmt: skip
                 status, _ = await connection.post("/v1/check", body)
                 done = time.perf_counter()
+                done_all += 1
                 if now >= warmup_end:
                     if status == 200:
                         latencies.append(done - now)
@@ -150,6 +152,7 @@ async def check_phase(port: int, key: str, concurrency: int, seconds: float) -> 
     await asyncio.gather(*(loop(i) for i in range(concurrency)))
     return {
         "requests": len(latencies),
+        "all_requests": done_all,
         "errors": errors,
         "rps": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 0.5) * 1000,
@@ -259,7 +262,11 @@ def machine() -> str:
         cpu = match.group(1).strip() if match else cpu
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()}; load average before the run {load}"
+    )
 
 
 def write_section(text: str) -> None:
@@ -288,11 +295,12 @@ same {os.cpu_count()} cores. Model: the default model, scoring with reasons.
 | --- | --- | --- |
 | `POST /v1/check`, concurrency {args.check_concurrency}, {args.check_seconds:.0f} s | \
 {check["rps"]:.0f} req/s, p50 {check["p50_ms"]:.1f} ms, p99 {check["p99_ms"]:.1f} ms, \
-{check["errors"]:.0f} errors | ≥ 800 req/s ({ok(check["rps"] >= 800)}), p99 ≤ 50 ms \
+{check["errors"]:.0f} errors; service CPU {check["cpu_ms"]:.1f} ms/request | ≥ 800 req/s ({ok(check["rps"] >= 800)}), p99 ≤ 50 ms \
 ({ok(check["p99_ms"] <= 50)}) |
 | `POST /v1/comments` offered at {hook["offered_rate"]:.0f}/s for {args.webhook_seconds:.0f} s \
 | {hook["accepted"]:.0f}/{hook["offered"]:.0f} accepted ({hook["accepted_per_s"]:.0f}/s), \
-intake p99 {hook["intake_p99_ms"]:.1f} ms, {hook["errors"]:.0f} errors | all accepted \
+intake p99 {hook["intake_p99_ms"]:.1f} ms, {hook["errors"]:.0f} errors; service CPU \
+{hook["cpu_ms"]:.1f} ms/comment (intake, scoring, callback) | all accepted \
 ({ok(hook["accepted"] == hook["offered"])}) |
 | acceptance → signed callback received | {hook["callbacks"]:.0f}/{hook["accepted"]:.0f} \
 delivered, {hook["duplicates"]:.0f} duplicates, p50 {hook["e2e_p50_ms"]:.0f} ms, \
@@ -302,14 +310,34 @@ p99 {hook["e2e_p99_ms"]:.0f} ms | all delivered \
 """
 
 
-async def run(args: argparse.Namespace, port: int, key: str, callback_port: int) -> None:
+def service_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by the service's processes (API, workers, beat, Redis)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+async def run(args: argparse.Namespace, port: int, key: str, callback_port: int, pid: int) -> None:
     receiver = Receiver()
     server = await asyncio.start_server(receiver.handle, "127.0.0.1", callback_port)
     print(f"/v1/check at concurrency {args.check_concurrency} ...", flush=True)
+    cpu = service_cpu_seconds(pid)
     check = await check_phase(port, key, args.check_concurrency, args.check_seconds)
+    # Per request, warm-up included: what the service costs, whatever else runs here.
+    check["cpu_ms"] = (service_cpu_seconds(pid) - cpu) * 1000 / max(1, check["all_requests"])
     print(json.dumps(check), flush=True)
     print(f"webhook at {args.rate}/s for {args.webhook_seconds}s ...", flush=True)
+    cpu = service_cpu_seconds(pid)
     hook = await webhook_phase(port, key, args.rate, args.webhook_seconds, callback_port, receiver)
+    hook["cpu_ms"] = (service_cpu_seconds(pid) - cpu) * 1000 / max(1, hook["accepted"])
     print(json.dumps(hook), flush=True)
     server.close()
     text = report(args, check, hook)
@@ -354,7 +382,7 @@ def main() -> None:
         )  # fmt: skip
         try:
             wait_ready(port, serve)
-            asyncio.run(run(args, port, key, callback_port))
+            asyncio.run(run(args, port, key, callback_port, serve.pid))
         finally:
             serve.send_signal(signal.SIGTERM)
             try:
