@@ -176,7 +176,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         word_ngrams: int = 3,
-        char_ngrams: tuple[int, int] = (3, 5),
+        char_ngrams: tuple[int, int] = (4, 5),
         min_df: int = 2,
         word_bits: int = 20,
         char_bits: int = 21,

@@ -14,7 +14,7 @@ from classifier.features import CommentVectorizer
 # Chosen by leave-one-video-out evaluation on the YouTube corpus (docs/benchmarks.md).
 DEFAULT_PARAMS: dict[str, Any] = {
     "word_ngrams": 3,
-    "char_ngrams": (3, 5),
+    "char_ngrams": (4, 5),
     "min_df": 2,
     "word_bits": 20,
     "char_bits": 21,
