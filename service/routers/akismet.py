@@ -81,6 +81,12 @@ def _missing(form: AkismetRequest, *names: str) -> Response | None:
 TEXT_ANSWER: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {}}, "description": "Akismet's plain-text answer"}
 }
+REPORT_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/json": {}, "text/csv": {}, "text/plain": {}},
+        "description": "Akismet's JSON (or CSV) report; `invalid` as plain text",
+    }
+}
 
 
 @router.post("/1.1/verify-key", response_class=PlainTextResponse, responses=TEXT_ANSWER)
@@ -156,7 +162,9 @@ def _json(data: object) -> Response:
     return Response(json.dumps(data), media_type="application/json")
 
 
-@router.api_route("/1.2/usage-limit", methods=["GET", "POST"], responses=TEXT_ANSWER)
+# GET and POST as two routes, so that each has an OpenAPI operation id of its own.
+@router.get("/1.2/usage-limit", responses=REPORT_ANSWER, operation_id="akismet_usage_limit_get")
+@router.post("/1.2/usage-limit", responses=REPORT_ANSWER, operation_id="akismet_usage_limit_post")
 def usage_limit(form: FormAndQuery, services: ServicesDep, session: SessionDep) -> Response:
     """Akismet usage-limit: this month's comment checks against the account's limit."""
     account_id, _, why = _account(form, services, session)
@@ -165,7 +173,8 @@ def usage_limit(form: FormAndQuery, services: ServicesDep, session: SessionDep) 
     return _json(akismet.usage_limit(session, account_id))
 
 
-@router.api_route("/1.2/key-sites", methods=["GET", "POST"], responses=TEXT_ANSWER)
+@router.get("/1.2/key-sites", responses=REPORT_ANSWER, operation_id="akismet_key_sites_get")
+@router.post("/1.2/key-sites", responses=REPORT_ANSWER, operation_id="akismet_key_sites_post")
 def key_sites(form: FormAndQuery, services: ServicesDep, session: SessionDep) -> Response:
     """Akismet key-sites: each site's calls, spam, ham, missed spam and false positives."""
     account_id, key, why = _account(form, services, session)
