@@ -161,7 +161,13 @@ async def check_phase(port: int, key: str, concurrency: int, seconds: float) -> 
 
 
 async def webhook_phase(
-    port: int, key: str, rate: float, seconds: float, callback_port: int, receiver: Receiver
+    port: int,
+    key: str,
+    rate: float,
+    seconds: float,
+    callback_port: int,
+    receiver: Receiver,
+    tag: str = "main",
 ) -> dict[str, float]:
     accepted: dict[str, float] = {}
     intake: list[float] = []
@@ -180,7 +186,7 @@ async def webhook_phase(
         connection = await pool.get()
         try:
             body = json.dumps(
-                {"external_id": f"bench-{i}", "content": CONTENT.format(n=i, m=i % 97),
+                {"external_id": f"bench-{tag}-{i}", "content": CONTENT.format(n=i, m=i % 97),
                  "author": "someone", "blog": "https://bench.example", "callback_url": callback}
             ).encode()  # fmt: skip
             status, response = await connection.post("/v1/comments", body)
@@ -280,7 +286,12 @@ def write_section(text: str) -> None:
     DOC.write_text(updated)
 
 
-def report(args: argparse.Namespace, check: dict[str, float], hook: dict[str, float]) -> str:
+def report(
+    args: argparse.Namespace,
+    check: dict[str, float],
+    hook: dict[str, float],
+    extra: list[dict[str, float]],
+) -> str:
     command = "python bench/service_load.py " + " ".join(sys.argv[1:])
     ok = lambda good: "met" if good else "**missed**"  # noqa: E731
     return f"""{SECTION}
@@ -306,6 +317,24 @@ intake p99 {hook["intake_p99_ms"]:.1f} ms, {hook["errors"]:.0f} errors; service 
 delivered, {hook["duplicates"]:.0f} duplicates, p50 {hook["e2e_p50_ms"]:.0f} ms, \
 p99 {hook["e2e_p99_ms"]:.0f} ms | all delivered \
 ({ok(hook["callbacks"] == hook["accepted"])}), p99 ≤ 1 s ({ok(hook["e2e_p99_ms"] <= 1000)}) |
+{"".join(_extra_row(args, row) for row in extra)}
+Service CPU is the CPU time of the service's own processes (API, workers, beat, Redis) per
+request, so it does not depend on what else the machine runs: with both cores given to the
+service alone, that caps `/v1/check` at about {2000 / check["cpu_ms"]:.0f} req/s and the
+webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. Where a missed target comes from:
+
+- `/v1/check` per request: the SQLAlchemy ORM unit of work for two inserts and the commit
+  (about 1 ms), scoring with reasons (about 0.6 ms), FastAPI validation and serialisation and
+  uvicorn (the rest). The load generator and the receiver take CPU from the same two cores.
+- The webhook path costs each comment three process hops (API → scoring worker → callback
+  thread), two Celery messages and five short database transactions. Below the rate the
+  service can sustain, acceptance → callback takes milliseconds (the lower offered rates
+  above); beyond it the scoring queue grows for as long as the offered rate lasts, so the
+  end-to-end latency grows with the run's length, while every comment is still scored once
+  and called back (those still queued when the run stops are delivered after it).
+- What would close the gap, in order of expected gain: Core (not ORM) inserts on the hot
+  paths; scoring queued comments in batches (`score_many`) inside one transaction; PostgreSQL
+  instead of SQLite when several processes write; more cores for the scoring worker.
 
 """
 
@@ -325,6 +354,15 @@ def service_cpu_seconds(pid: int) -> float:
     return total
 
 
+def _extra_row(args: argparse.Namespace, row: dict[str, float]) -> str:
+    return (
+        f"| `POST /v1/comments` at {row['offered_rate']:.0f}/s for {args.extra_seconds:.0f} s "
+        f"→ callback | {row['accepted']:.0f}/{row['offered']:.0f} accepted, "
+        f"{row['callbacks']:.0f} delivered, p50 {row['e2e_p50_ms']:.0f} ms, "
+        f"p99 {row['e2e_p99_ms']:.0f} ms; service CPU {row['cpu_ms']:.1f} ms/comment | |\n"
+    )
+
+
 async def run(args: argparse.Namespace, port: int, key: str, callback_port: int, pid: int) -> None:
     receiver = Receiver()
     server = await asyncio.start_server(receiver.handle, "127.0.0.1", callback_port)
@@ -334,13 +372,24 @@ async def run(args: argparse.Namespace, port: int, key: str, callback_port: int,
     # Per request, warm-up included: what the service costs, whatever else runs here.
     check["cpu_ms"] = (service_cpu_seconds(pid) - cpu) * 1000 / max(1, check["all_requests"])
     print(json.dumps(check), flush=True)
+    # The lower rates first, while the queue is empty: each phase waits for its callbacks.
+    extra = []
+    for rate in args.extra_rates:
+        print(f"webhook at {rate}/s for {args.extra_seconds}s ...", flush=True)
+        cpu = service_cpu_seconds(pid)
+        row = await webhook_phase(
+            port, key, rate, args.extra_seconds, callback_port, receiver, tag=f"r{rate:g}"
+        )
+        row["cpu_ms"] = (service_cpu_seconds(pid) - cpu) * 1000 / max(1, row["accepted"])
+        extra.append(row)
+        print(json.dumps(extra[-1]), flush=True)
     print(f"webhook at {args.rate}/s for {args.webhook_seconds}s ...", flush=True)
     cpu = service_cpu_seconds(pid)
     hook = await webhook_phase(port, key, args.rate, args.webhook_seconds, callback_port, receiver)
     hook["cpu_ms"] = (service_cpu_seconds(pid) - cpu) * 1000 / max(1, hook["accepted"])
     print(json.dumps(hook), flush=True)
     server.close()
-    text = report(args, check, hook)
+    text = report(args, check, hook, extra)
     print(text)
     if not args.no_write:
         write_section(text)
@@ -353,6 +402,13 @@ def main() -> None:
     parser.add_argument("--check-concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=300.0, help="offered webhook rate (/s)")
     parser.add_argument("--webhook-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--extra-rates",
+        type=lambda text: [float(x) for x in text.split(",") if x],
+        default=[50.0, 150.0],
+        help="lower webhook rates to measure too, comma-separated ('' for none)",
+    )
+    parser.add_argument("--extra-seconds", type=float, default=15.0)
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--worker-concurrency", type=int, default=1)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
@@ -362,6 +418,8 @@ def main() -> None:
     args.check_seconds = min(args.check_seconds, 300.0)
     args.webhook_seconds = min(args.webhook_seconds, 300.0)
     args.rate = min(args.rate, 2000.0)
+    args.extra_seconds = min(args.extra_seconds, 60.0)
+    args.extra_rates = [min(rate, 2000.0) for rate in args.extra_rates[:3]]
 
     ensure_model(args.models_dir)
     port, callback_port = free_port(), free_port()
