@@ -275,15 +275,29 @@ def machine() -> str:
     )
 
 
+START, END = "<!-- service:start -->", "<!-- service:end -->"
+
+
+def with_section(document: str, text: str) -> str:
+    """`document` with the service section (between its markers) replaced, or added on top."""
+    block = f"{START}\n{text.strip()}\n{END}\n"
+    marked = re.compile(rf"^{re.escape(START)}\n.*?^{re.escape(END)}\n?", re.S | re.M)
+    if marked.search(document):
+        return marked.sub(lambda _m: block, document)
+    # An unmarked section from an older run ends at the next heading or marker.
+    document = re.sub(
+        rf"^{re.escape(SECTION)}\n.*?(?=^## |^<!-- |\Z)", "", document, flags=re.S | re.M
+    )
+    title, _, rest = document.partition("\n")
+    if not title.startswith("# "):
+        title, rest = "# Benchmarks", document
+    return f"{title}\n\n{block}\n{rest.lstrip()}".rstrip("\n") + "\n"
+
+
 def write_section(text: str) -> None:
     DOC.parent.mkdir(parents=True, exist_ok=True)
     current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: text, current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    DOC.write_text(updated)
+    DOC.write_text(with_section(current, text))
 
 
 def report(
