@@ -144,15 +144,24 @@ class LoadedModel:
         scores = self._probabilities(features)
         verdicts = []
         if reasons:
-            order = np.argsort(features.doc, kind="stable")
-            bounds = np.searchsorted(features.doc[order], np.arange(len(scores) + 1))
+            order, bounds = _group_by_doc(features.doc, len(scores))
+            word_order, word_bounds = _group_by_doc(features.words.doc, len(scores))
+            char_order, char_bounds = _group_by_doc(features.chars.doc, len(scores))
         for i, score in enumerate(scores):
             verdicts.append(
                 Verdict(
                     score=float(score),
                     decision=self.thresholds.decide(float(score)),
                     reasons=self._reasons(
-                        prepared[i], features, order[bounds[i] : bounds[i + 1]], i, reasons
+                        prepared[i],
+                        features,
+                        order[bounds[i] : bounds[i + 1]],
+                        i,
+                        reasons,
+                        (
+                            word_order[word_bounds[i] : word_bounds[i + 1]],
+                            char_order[char_bounds[i] : char_bounds[i + 1]],
+                        ),
                     )
                     if reasons
                     else [],
@@ -178,7 +187,13 @@ class LoadedModel:
         return 1.0 / (1.0 + np.exp(self._a * self._logits(parts) + self._b))
 
     def _reasons(
-        self, prepared: Prepared, parts: FeatureParts, rows: np.ndarray, i: int, limit: int
+        self,
+        prepared: Prepared,
+        parts: FeatureParts,
+        rows: np.ndarray,
+        i: int,
+        limit: int,
+        grams: tuple[np.ndarray, np.ndarray],
     ) -> list[Reason]:
         columns = np.concatenate(
             (parts.column[rows], self._first_signal + np.arange(parts.signals.shape[1]))
@@ -186,7 +201,7 @@ class LoadedModel:
         values = np.concatenate((parts.value[rows], parts.signals[i]))
         contributions = values * self._coef[columns]
         order = np.argsort(-np.abs(contributions), kind="stable")[:limit]
-        describe = self._names.describer(prepared, parts, i)
+        describe = self._names.describer(prepared, parts, grams)
         reasons = []
         for k in order:
             weight = float(contributions[k])
@@ -200,6 +215,12 @@ class LoadedModel:
             feature, description = describe(column, float(value))
             reasons.append(Reason(feature, description, round(weight, 4)))
         return reasons
+
+
+def _group_by_doc(doc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of `doc` sorted by document, and where each document's run starts."""
+    order = np.argsort(doc, kind="stable")
+    return order, np.searchsorted(doc[order], np.arange(n + 1))
 
 
 class _FeatureNames:
@@ -218,14 +239,15 @@ class _FeatureNames:
             self._domains[i] = term
 
     def describer(
-        self, prepared: Prepared, parts: FeatureParts, i: int
+        self, prepared: Prepared, parts: FeatureParts, own: tuple[np.ndarray, np.ndarray]
     ) -> Callable[[int, float], tuple[str, str]]:
-        """A function naming the columns of comment `i`'s feature row."""
+        """A function naming the columns of one comment's feature row; `own` indexes that
+        comment's entries in `parts.words` and `parts.chars`."""
         v = self._vectorizer
 
         def gram(family: str, bucket: int) -> str:
-            grams = parts.words if family == "word" else parts.chars
-            found = np.flatnonzero((grams.column == bucket) & (grams.doc == i))
+            grams, mine = (parts.words, own[0]) if family == "word" else (parts.chars, own[1])
+            found = mine[grams.column[mine] == bucket]
             if len(found) == 0:
                 return f"#{bucket}"
             k = found[0]

@@ -186,28 +186,48 @@ def signal_matrix(prepared: Sequence[PreparedLike]) -> np.ndarray:
     out[:, _COLUMN["disguised_letters"]] = np.minimum(1.0, disguised / safe_letters)
     out[:, _COLUMN["exclamations"]] = np.log1p(exclamations)
 
+    # Per-comment work in plain Python lists (assigning numpy elements one by one is slower).
+    links_n, domains_n, shortened, author_given, author_linked, mail = ([0.0] * n for _ in range(6))
+    words, mixed, phone, wallet, mentions, money, honeypot = ([0.0] * n for _ in range(7))
     for i, p in enumerate(prepared):
-        row = out[i]
         clean = p.clean
-        links = [t[5:] for t in p.domains if t.startswith("link:")]
-        author = next((t[7:] for t in p.domains if t.startswith("author:")), "")
-        row[0] = math.log1p(len(links))
-        row[1] = math.log1p(len(set(links)))
-        row[2] = float(any(d in URL_SHORTENERS for d in links))
-        row[3] = float(bool(author))
-        row[4] = float(bool(author) and author in links)
-        row[5] = float(any(t.startswith("mail:") for t in p.domains))
-        row[10] = math.log1p(len(clean.split()))
+        if p.domains:
+            links = [t[5:] for t in p.domains if t.startswith("link:")]
+            author = next((t[7:] for t in p.domains if t.startswith("author:")), "")
+            links_n[i] = math.log1p(len(links))
+            domains_n[i] = math.log1p(len(set(links)))
+            shortened[i] = float(any(d in URL_SHORTENERS for d in links))
+            author_given[i] = float(bool(author))
+            author_linked[i] = float(bool(author) and author in links)
+            mail[i] = float(any(t.startswith("mail:") for t in p.domains))
+        words[i] = math.log1p(clean.count(" ") + 1 if clean else 0)
         if not p.raw.isascii():
-            row[12] = float(_MIXED_WORD.search(p.raw) is not None)
+            mixed[i] = float(_MIXED_WORD.search(p.raw) is not None)
         if digits[i] >= 9:
-            row[14] = float(_PHONE.search(clean) is not None)
-        if lengths[i] >= 26:
-            row[15] = float(_WALLET.search(clean) is not None)
+            phone[i] = float(_PHONE.search(clean) is not None)
+        if digits[i] >= 4 and lengths[i] >= 26:  # every wallet format has digits
+            wallet[i] = float(_WALLET.search(clean) is not None)
         if "@" in clean or "#" in clean:
-            row[16] = math.log1p(len(_MENTION.findall(clean)))
-        row[18] = math.log1p(len(_MONEY.findall(p.text)))
-        row[19] = float(bool(p.honeypot.strip()))
+            mentions[i] = math.log1p(len(_MENTION.findall(clean)))
+        money[i] = math.log1p(len(_MONEY.findall(p.text)))
+        if p.honeypot:
+            honeypot[i] = float(bool(p.honeypot.strip()))
+    for name, column in (
+        ("links", links_n),
+        ("link_domains", domains_n),
+        ("shortened_link", shortened),
+        ("author_url", author_given),
+        ("author_url_linked", author_linked),
+        ("email_in_text", mail),
+        ("words", words),
+        ("mixed_scripts", mixed),
+        ("phone_number", phone),
+        ("crypto_wallet", wallet),
+        ("mentions", mentions),
+        ("money", money),
+        ("honeypot", honeypot),
+    ):
+        out[:, _COLUMN[name]] = column
     return out
 
 
