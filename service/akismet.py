@@ -108,7 +108,7 @@ class AkismetRequest:
         host = self.host.strip().lower()
         if host.startswith("["):
             return "", ""  # an IPv6 literal
-        host = self.host.strip().rsplit(":", 1)[0]
+        host = host.rsplit(":", 1)[0]  # host names are case-insensitive; keys are lower-case
         label, dot, rest = host.partition(".")
         if not dot or not rest or _is_ip(host):
             return "", ""

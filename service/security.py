@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from service import tables
 
-KEY_PREFIX = "cg_"
+# Keys are lower-case letters and digits, at most 63 characters, so that one can also serve
+# as a DNS label in Akismet's older `<key>.host` form.
+KEY_PREFIX = "cg"
 LOOKUP_LENGTH = 8
 
 
@@ -38,7 +40,7 @@ def lookup_prefix(plaintext: str) -> str:
 
 
 def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+    return KEY_PREFIX + secrets.token_hex(24)
 
 
 def create_account_with_key(session: Session, name: str, secret_key: str) -> NewKey:

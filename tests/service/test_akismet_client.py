@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from service import db, tables
+from service.security import KEY_PREFIX, LOOKUP_LENGTH
 from tests.service.conftest import Account, LiveServer, create_account
 
 pytestmark = pytest.mark.xdist_group("akismet_client")
@@ -253,7 +254,7 @@ def test_submit_spam_labels_the_checked_comment(
     assert len(stored.comments(account.id)) == 1
     [label] = stored.labels(checked.id)
     assert (label.label, label.source, label.created_comment) == ("spam", "feedback", False)
-    assert label.actor == f"akismet:{account.key[:11]}"
+    assert label.actor == f"akismet:{account.key[: len(KEY_PREFIX) + LOOKUP_LENGTH]}"
     [site] = client.key_sites()[datetime.now(UTC).strftime("%Y-%m")]
     assert (site["missed_spam"], site["false_positives"]) == ("1", "0")
 
@@ -409,8 +410,9 @@ def test_key_sites_reports_each_site_in_csv(client: akismet.SyncClient, account:
     client.submit_ham(user_ip="203.0.113.7", comment_author="Ann", comment_content=DISCARD_TEXT)
     month = datetime.now(UTC).strftime("%Y-%m")
     report = client.key_sites(result_format="csv")
+    shown = account.key[: len(KEY_PREFIX) + LOOKUP_LENGTH]
     assert report == (
-        f"Active sites for {account.key[:11]}… during {month} (limit:500, offset: 0, total: 1)\n"
+        f"Active sites for {shown}… during {month} (limit:500, offset: 0, total: 1)\n"
         "Site,Total API Calls,Spam,Ham,Missed Spam,False Positives,Is Revoked\n"
         "https://blog.example,2,1,1,0,1,false"
     )

@@ -164,6 +164,13 @@ def test_comment_check_reads_the_key_from_the_host_subdomain(
         "/1.1/verify-key", data={"blog": "https://b.example"}, headers={"Host": f"{account.key}.x"}
     )
     assert_plain(response, b"valid")
+    # Host names are case-insensitive: a proxy that upper-cases one must not break the key.
+    response = http.post(
+        "/1.1/verify-key",
+        data={"blog": "https://b.example"},
+        headers={"Host": f"{account.key.upper()}.REST.AKISMET.COM"},
+    )
+    assert_plain(response, b"valid")
 
 
 def test_comment_check_prefers_api_key_and_verify_key_prefers_key(

@@ -64,7 +64,7 @@ def test_create_key_prints_it_once_and_stores_only_its_hash(
     result = CliRunner().invoke(app, ["keys", "create", "--name", "blog team"])
     assert result.exit_code == 0, result.output
     key = result.stdout.strip().splitlines()[-1]
-    assert key.startswith("cg_")
+    assert key.startswith("cg") and key == key.lower() and len(key) <= 63
     settings = make_settings(database_url=url, secret_key="k" * 32)
     engine = db.make_engine(settings)
     with db.make_session_factory(engine)() as session:
