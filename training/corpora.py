@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from classifier.artifact import sha256_of
 from classifier.normalize import normalize_text
 from classifier.record import Comment
 
@@ -178,8 +178,4 @@ def deduplicate(examples: list[Example]) -> list[Example]:
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, for the artifact's record of the data it was trained on."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(path)
