@@ -15,6 +15,7 @@ from service.errors import ApiError
 from service.intake import new_comment, resolve_site, store_comment
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
 from service.settings import Settings
+from service.writes import insert_rows
 
 router = APIRouter(prefix="/v1", tags=["comments"])
 
@@ -64,12 +65,13 @@ def submit_comment(
     if body.callback_url:
         _check_callback(body.callback_url, settings)
     site = resolve_site(session, services.sites, account_id, body.blog)
-    comment, created = store_comment(
-        session, new_comment(site.id, body, body.external_id, body.callback_url)
-    )
+    comment = new_comment(site.id, body, body.external_id, body.callback_url)
     # Committed before it is queued: a task can never look for a comment that is not there,
     # and if Redis is down the comment is safe and the pending sweep will queue it.
-    session.commit()
+    created = insert_rows(session, comment)
+    if not created:
+        comment, created = store_comment(session, comment)
+        session.commit()
     if not created:
         response.status_code = 200
     elif queue is not None:
@@ -104,6 +106,12 @@ def check_comment(
     # Scored before any write: on SQLite a write transaction holds the database's only write
     # lock, so it should last for the inserts alone.
     verdict = compute_verdict(fresh, model)
+    fresh.status = tables.CommentStatus.SCORED
+    if insert_rows(session, fresh, verdict):
+        fresh.verdict = verdict
+        return CommentOut.from_row(fresh, site.url)
+    # The external_id was submitted before: answer from the stored comment, as before.
+    fresh.status = tables.CommentStatus.PENDING
     comment, created = store_comment(session, fresh)
     if created:
         attach(session, comment, verdict)

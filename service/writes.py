@@ -1,0 +1,61 @@
+"""Hot-path writes as Core INSERTs: the rows are built as ORM objects but never enter a session.
+
+The ORM's unit of work (identity map, change tracking, flush ordering) cost about 1 ms of CPU
+per checked comment; a Core INSERT of the same columns costs a fraction of that. The objects
+stay plain transient rows the API answers from, so callers see the same `tables.Comment`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Table, insert
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service import tables
+
+
+@cache
+def _columns(cls: type[tables.Base]) -> tuple[tuple[str, str, bool], ...]:
+    """(attribute, column, is primary key) for each mapped column of `cls`."""
+    mapper = sa_inspect(cls)
+    return tuple(
+        (attr.key, attr.columns[0].key, attr.columns[0].primary_key) for attr in mapper.column_attrs
+    )
+
+
+def column_values(row: tables.Base) -> dict[str, Any]:
+    """The columns set on a transient row, as an INSERT's parameters (an unset id is left out)."""
+    state = vars(row)
+    values = {}
+    for attr, column, primary in _columns(type(row)):
+        if attr in state and not (primary and state[attr] is None):
+            values[column] = state[attr]
+    return values
+
+
+def _table(cls: type[tables.Base]) -> Table:
+    table = cls.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def insert_rows(session: Session, *rows: tables.Base) -> bool:
+    """Insert transient rows in one transaction and commit; False if a constraint refused them.
+
+    Anything the session already did (a site created on first use) is committed first, so that
+    a refused insert rolls back nothing but its own rows.
+    """
+    if session.in_transaction():
+        session.commit()
+    try:
+        for row in rows:
+            session.execute(insert(_table(type(row))), [column_values(row)])
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True
