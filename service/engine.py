@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -18,6 +18,7 @@ from classifier.artifact import ACTIVE_FILE, active_version
 from service import tables
 from service.db import SessionFactory
 from service.settings import Settings
+from service.writes import insert_row, table_of
 
 log = logging.getLogger(__name__)
 
@@ -191,17 +192,31 @@ def score_stored_comment(
             log.warning("comment %s not found; nothing to score", comment_id)
             return ScoreOutcome(found=False, scored_now=False, delivery_id=None)
         if comment.verdict is None:
-            score_into(session, comment, model)
+            verdict = compute_verdict(comment, model)
             delivery = _new_delivery(comment)
-            if delivery is not None:
-                session.add(delivery)
             try:
-                session.commit()
+                _store_verdict(session, verdict, delivery)
             except IntegrityError:
                 session.rollback()  # another run scored it first: fall through to the delivery
             else:
                 return ScoreOutcome(True, True, delivery.id if delivery is not None else None)
         return ScoreOutcome(True, False, _ensure_delivery(session, comment_id))
+
+
+def _store_verdict(
+    session: Session, verdict: tables.Verdict, delivery: tables.CallbackDelivery | None
+) -> None:
+    # Core statements, not the unit of work: this runs once per webhook comment.
+    insert_row(session, verdict)
+    comments = table_of(tables.Comment)
+    session.execute(
+        update(comments)
+        .where(comments.c.id == verdict.comment_id)
+        .values(status=tables.CommentStatus.SCORED)
+    )
+    if delivery is not None:
+        insert_row(session, delivery)
+    session.commit()
 
 
 def _new_delivery(comment: tables.Comment) -> tables.CallbackDelivery | None:

@@ -37,10 +37,16 @@ def column_values(row: tables.Base) -> dict[str, Any]:
     return values
 
 
-def _table(cls: type[tables.Base]) -> Table:
+def table_of(cls: type[tables.Base]) -> Table:
+    """The Core table a mapped class is stored in."""
     table = cls.__table__
     assert isinstance(table, Table)
     return table
+
+
+def insert_row(session: Session, row: tables.Base) -> None:
+    """INSERT a transient row's columns in the session's transaction (not committed)."""
+    session.execute(insert(table_of(type(row))), [column_values(row)])
 
 
 def insert_rows(session: Session, *rows: tables.Base) -> bool:
@@ -53,7 +59,7 @@ def insert_rows(session: Session, *rows: tables.Base) -> bool:
         session.commit()
     try:
         for row in rows:
-            session.execute(insert(_table(type(row))), [column_values(row)])
+            insert_row(session, row)
         session.commit()
     except IntegrityError:
         session.rollback()
