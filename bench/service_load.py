@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,10 +226,12 @@ async def webhook_phase(
 # --- the service --------------------------------------------------------------------------
 
 
-def service_env(folder: Path, models_dir: Path, callback_port: int) -> dict[str, str]:
+def service_env(
+    folder: Path, models_dir: Path, callback_port: int, database_url: str | None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMENTGUARD_")}
     env.update(
-        COMMENTGUARD_DATABASE_URL=f"sqlite:///{folder / 'var' / 'commentguard.db'}",
+        COMMENTGUARD_DATABASE_URL=database_url or f"sqlite:///{folder / 'var' / 'commentguard.db'}",
         COMMENTGUARD_DATA_DIR=str(folder / "var"),
         COMMENTGUARD_MODELS_DIR=str(models_dir),
         COMMENTGUARD_CALLBACK_ALLOWED_HOSTS=f"127.0.0.1:{callback_port}",
@@ -313,7 +317,7 @@ def report(
 `{command.strip()}` on {time.strftime("%Y-%m-%d")}; {machine()}. Everything on one machine over
 loopback: `commentguard serve --api-workers {args.api_workers} --workers-concurrency \
 {args.worker_concurrency}` (embedded Redis, a prefork scoring worker, a threaded callback worker,
-beat; SQLite), the load generator and the callback receiver (one asyncio process) share the
+beat; {"PostgreSQL" if args.postgres else "SQLite"}), the load generator and the callback receiver (one asyncio process) share the
 same {os.cpu_count()} cores. Model: the default model, scoring with reasons.
 
 | measure | result | target |
@@ -353,13 +357,22 @@ webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. Where a missed tar
 """
 
 
+BENCH_DATABASE = "commentguard_bench"
+
+
 def service_cpu_seconds(pid: int) -> float:
-    """CPU time used so far by the service's processes (API, workers, beat, Redis)."""
+    """CPU time used so far by the service's processes (API, workers, beat, Redis), and by the
+    PostgreSQL backends serving the bench database when there are any."""
     import psutil
 
     total = 0.0
     root = psutil.Process(pid)
-    for process in [root, *root.children(recursive=True)]:
+    backends = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if process.info["name"] == "postgres" and f" {BENCH_DATABASE} " in title:
+            backends.append(process)
+    for process in [root, *root.children(recursive=True), *backends]:
         try:
             times = process.cpu_times()
             total += times.user + times.system
@@ -410,6 +423,26 @@ async def run(args: argparse.Namespace, port: int, key: str, callback_port: int,
         print(f"written to {DOC}")
 
 
+@contextlib.contextmanager
+def bench_database(args: argparse.Namespace) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for the run (dropped after it), or None for SQLite."""
+    if not args.postgres:
+        yield None
+        return
+    import psycopg
+
+    server = args.postgres.rstrip("/").replace("postgresql+psycopg://", "postgresql://")
+    drop = f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(drop)
+        connection.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    try:
+        yield f"{args.postgres.rstrip('/')}/{BENCH_DATABASE}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+            connection.execute(drop)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check-seconds", type=float, default=20.0)
@@ -426,6 +459,12 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--worker-concurrency", type=int, default=1)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="a PostgreSQL server (e.g. postgresql+psycopg://postgres@127.0.0.1:5432) on which "
+        f"to create, use and drop a {BENCH_DATABASE} database, instead of SQLite",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, don't edit the docs")
     args = parser.parse_args()
     # Bounded: at most 10 minutes of load in all, whatever the flags say.
@@ -437,9 +476,9 @@ def main() -> None:
 
     ensure_model(args.models_dir)
     port, callback_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp, bench_database(args) as url:
         folder = Path(tmp)
-        env = service_env(folder, args.models_dir.resolve(), callback_port)
+        env = service_env(folder, args.models_dir.resolve(), callback_port, url)
         cli = [sys.executable, "-m", "service.cli"]
         subprocess.run([*cli, "db", "upgrade"], env=env, cwd=folder, check=True)
         created = subprocess.run(
