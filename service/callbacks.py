@@ -180,7 +180,43 @@ def deliver(
     claimed = _claim(sessions, delivery_id, settings, render)
     if claimed is None:
         return DeliveryOutcome(attempted=False)
-    number, url, secret, body = claimed
+    return attempt(sessions, delivery_id, settings, client, claimed)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claimed attempt: its number, where it goes, the signing secret and the body."""
+
+    number: int
+    url: str
+    secret: str
+    body: bytes
+
+
+def lease(settings: Settings) -> timedelta:
+    """How long a claimed attempt is left alone by the sweep (past the request's timeout)."""
+    return timedelta(seconds=settings.callback_timeout_seconds * 2 + 30)
+
+
+def claim_new(
+    delivery: tables.CallbackDelivery, settings: Settings, secret: str, body: dict[str, Any]
+) -> Claim:
+    """Claim the first attempt of a delivery not yet stored (its creator commits the claim)."""
+    delivery.attempts = 1
+    delivery.next_attempt_at = tables.utcnow() + lease(settings)
+    rendered = json.dumps(body, separators=(",", ":")).encode()
+    return Claim(1, delivery.url, secret, rendered)
+
+
+def attempt(
+    sessions: SessionFactory,
+    delivery_id: uuid.UUID,
+    settings: Settings,
+    client: httpx.Client,
+    claimed: Claim,
+) -> DeliveryOutcome:
+    """Make a claimed attempt and record it."""
+    number, url, secret, body = claimed.number, claimed.url, claimed.secret, claimed.body
     started_at = tables.utcnow()
     started = time.perf_counter()
     status_code: int | None = None
@@ -212,9 +248,8 @@ def _claim(
     delivery_id: uuid.UUID,
     settings: Settings,
     render: Callable[[tables.Comment, tables.Site], dict[str, Any]],
-) -> tuple[int, str, str, bytes] | None:
+) -> Claim | None:
     now = tables.utcnow()
-    lease = timedelta(seconds=settings.callback_timeout_seconds * 2 + 30)
     delivery = tables.CallbackDelivery
     with sessions() as session:
         # One statement claims the attempt: a second run (or a second process) finds the row
@@ -226,7 +261,7 @@ def _claim(
                 delivery.status == tables.DeliveryStatus.PENDING,
                 delivery.next_attempt_at <= now,
             )
-            .values(attempts=delivery.attempts + 1, next_attempt_at=now + lease)
+            .values(attempts=delivery.attempts + 1, next_attempt_at=now + lease(settings))
             .returning(delivery.attempts, delivery.url, delivery.comment_id)
             .execution_options(synchronize_session=False)
         ).one_or_none()
@@ -246,7 +281,7 @@ def _claim(
         comment, site = row
         body = json.dumps(render(comment, site), separators=(",", ":")).encode()
         session.commit()
-    return number, url, site.callback_secret, body
+    return Claim(number, url, site.callback_secret, body)
 
 
 def _record(

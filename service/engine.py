@@ -6,16 +6,19 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from classifier import Comment, LoadedModel, Thresholds, load_model
 from classifier.artifact import ACTIVE_FILE, active_version
 from service import tables
+from service.callbacks import Claim
 from service.db import SessionFactory
 from service.settings import Settings
 from service.writes import insert_row, table_of
@@ -166,26 +169,38 @@ def score_into(session: Session, comment: tables.Comment, model: LoadedModel) ->
 
 @dataclass(frozen=True, slots=True)
 class ScoreOutcome:
-    """What scoring a stored comment did, and which callback delivery (if any) is due."""
+    """What scoring a stored comment did, and which callback delivery (if any) is due.
+
+    `claim` is the delivery's first attempt when it was claimed in the scoring transaction.
+    """
 
     found: bool
     scored_now: bool
     delivery_id: uuid.UUID | None
+    claim: Claim | None = None
+
+
+ClaimFirst = Callable[[tables.Comment, tables.Site, tables.CallbackDelivery], Claim]
 
 
 def score_stored_comment(
-    sessions: SessionFactory, comment_id: uuid.UUID, model: LoadedModel
+    sessions: SessionFactory,
+    comment_id: uuid.UUID,
+    model: LoadedModel,
+    claim_first: ClaimFirst | None = None,
 ) -> ScoreOutcome:
     """Score a stored comment once, and make sure its callback delivery exists.
 
     Safe to run any number of times, concurrently too: the verdict is unique per comment, so a
     second run finds it (or loses the insert race) and only ensures the delivery is scheduled.
     The verdict and the delivery are committed together, so neither exists without the other.
+    With `claim_first`, a new delivery is stored with its first attempt already claimed, which
+    spares the attempt a transaction of its own.
     """
     with sessions() as session:
         comment = session.execute(
             select(tables.Comment)
-            .options(joinedload(tables.Comment.verdict))
+            .options(joinedload(tables.Comment.verdict), joinedload(tables.Comment.site))
             .where(tables.Comment.id == comment_id)
         ).scalar_one_or_none()
         if comment is None:
@@ -194,12 +209,19 @@ def score_stored_comment(
         if comment.verdict is None:
             verdict = compute_verdict(comment, model)
             delivery = _new_delivery(comment)
+            claim = None
+            if delivery is not None and claim_first is not None:
+                # The callback shows the comment as it is once this transaction commits.
+                set_committed_value(comment, "status", tables.CommentStatus.SCORED)
+                set_committed_value(comment, "verdict", verdict)
+                claim = claim_first(comment, comment.site, delivery)
             try:
                 _store_verdict(session, verdict, delivery)
             except IntegrityError:
                 session.rollback()  # another run scored it first: fall through to the delivery
             else:
-                return ScoreOutcome(True, True, delivery.id if delivery is not None else None)
+                delivery_id = delivery.id if delivery is not None else None
+                return ScoreOutcome(True, True, delivery_id, claim)
         return ScoreOutcome(True, False, _ensure_delivery(session, comment_id))
 
 

@@ -11,6 +11,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from service import tables
-from service.callbacks import deliver, make_client
+from service.callbacks import Claim, attempt, claim_new, deliver, make_client
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comment
 from service.queue import DELIVER_TASK, SCORE_TASK, SWEEP_TASK
@@ -106,28 +107,45 @@ def score_comment(self: Task, comment_id: str) -> None:
     """Score a stored comment (once) and queue its callback."""
     ctx = context()
     ctx.models.reload_if_changed()
-    try:
-        outcome = score_stored_comment(ctx.sessions, uuid.UUID(comment_id), ctx.models.current)
-    except OperationalError as exc:  # database briefly unavailable
-        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
-    if outcome.delivery_id is not None:
-        _hand_off(self, ctx, outcome.delivery_id)
-
-
-def _hand_off(task: Task, ctx: WorkerContext, delivery_id: uuid.UUID) -> None:
     # The first attempt goes out from a thread of this process, without another trip through
     # Redis; scoring goes on meanwhile, so a slow platform holds a thread, not this worker.
     # When the threads are all busy, the callback worker's queue takes the delivery instead.
     # Either way the delivery is in the database: if this process dies, the sweep retries it.
-    if ctx.senders._work_queue.qsize() >= ctx.settings.callback_worker_threads:
-        _send(task, DELIVER_TASK, delivery_id)
-        return
-    ctx.senders.submit(_attempt, task.app, ctx, delivery_id)
-
-
-def _attempt(app: Any, ctx: WorkerContext, delivery_id: uuid.UUID) -> None:
+    threads_free = ctx.senders._work_queue.qsize() < ctx.settings.callback_worker_threads
     try:
-        outcome = deliver(ctx.sessions, delivery_id, ctx.settings, ctx.client, render_callback)
+        outcome = score_stored_comment(
+            ctx.sessions,
+            uuid.UUID(comment_id),
+            ctx.models.current,
+            partial(_claim_first, ctx) if threads_free else None,
+        )
+    except OperationalError as exc:  # database briefly unavailable
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+    if outcome.delivery_id is None:
+        return
+    if outcome.claim is None and not threads_free:
+        _send(self, DELIVER_TASK, outcome.delivery_id)
+        return
+    ctx.senders.submit(_attempt, self.app, ctx, outcome.delivery_id, outcome.claim)
+
+
+def _claim_first(
+    ctx: WorkerContext,
+    comment: tables.Comment,
+    site: tables.Site,
+    delivery: tables.CallbackDelivery,
+) -> Claim:
+    return claim_new(delivery, ctx.settings, site.callback_secret, render_callback(comment, site))
+
+
+def _attempt(
+    app: Any, ctx: WorkerContext, delivery_id: uuid.UUID, claim: Claim | None = None
+) -> None:
+    try:
+        if claim is not None:
+            outcome = attempt(ctx.sessions, delivery_id, ctx.settings, ctx.client, claim)
+        else:
+            outcome = deliver(ctx.sessions, delivery_id, ctx.settings, ctx.client, render_callback)
     except Exception:
         log.exception("callback %s: attempt failed to run; the sweep will retry", delivery_id)
         return
