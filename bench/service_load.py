@@ -339,20 +339,20 @@ p99 {hook["e2e_p99_ms"]:.0f} ms | all delivered \
 Service CPU is the CPU time of the service's own processes (API, workers, beat, Redis) per
 request, so it does not depend on what else the machine runs: with both cores given to the
 service alone, that caps `/v1/check` at about {2000 / check["cpu_ms"]:.0f} req/s and the
-webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. Where a missed target comes from:
+webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. What each request costs now:
 
-- `/v1/check` per request: the SQLAlchemy ORM unit of work for two inserts and the commit
-  (about 1 ms), scoring with reasons (about 0.6 ms), FastAPI validation and serialisation and
-  uvicorn (the rest). The load generator and the receiver take CPU from the same two cores.
-- The webhook path costs each comment three process hops (API → scoring worker → callback
-  thread), two Celery messages and five short database transactions. Below the rate the
-  service can sustain, acceptance → callback takes milliseconds (the lower offered rates
-  above); beyond it the scoring queue grows for as long as the offered rate lasts, so the
-  end-to-end latency grows with the run's length, while every comment is still scored once
-  and called back (those still queued when the run stops are delivered after it).
-- What would close the gap, in order of expected gain: Core (not ORM) inserts on the hot
-  paths; scoring queued comments in batches (`score_many`) inside one transaction; PostgreSQL
-  instead of SQLite when several processes write; more cores for the scoring worker.
+- `/v1/check`: FastAPI validation and serialisation and uvicorn, scoring with reasons (about
+  0.6 ms), and one transaction of two Core INSERTs (the ORM unit of work is gone from the hot
+  paths). Each API process listens on its own `SO_REUSEPORT` socket, so the generator's
+  keep-alive connections are spread over all the processes instead of piling onto one.
+- A webhook comment: the API's INSERT and a Celery message; in the scoring worker, one
+  transaction that stores the verdict, the status and the delivery with its first attempt
+  already claimed; the signed POST from a thread of that worker and one transaction recording
+  it. Beyond the rate the service can sustain, the scoring queue grows for as long as the
+  offered rate lasts, so the end-to-end latency grows with the run's length, while every
+  comment is still scored once and called back.
+- The load generator and the callback receiver (one Python process) take CPU from the same
+  cores as the service; so do other jobs on a shared machine (see the load average).
 
 """
 
