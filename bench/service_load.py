@@ -343,8 +343,8 @@ webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. What each request 
 
 - `/v1/check`: FastAPI validation and serialisation and uvicorn, scoring with reasons (about
   0.6 ms), and one transaction of two Core INSERTs (the ORM unit of work is gone from the hot
-  paths). Each API process listens on its own `SO_REUSEPORT` socket, so the generator's
-  keep-alive connections are spread over all the processes instead of piling onto one.
+  paths). With several API processes uvicorn shares one listening socket, and the kernel
+  tends to hand most keep-alive connections to one process (seen here at 88% / 9% CPU).
 - A webhook comment: the API's INSERT and a Celery message; in the scoring worker, one
   transaction that stores the verdict, the status and the delivery with its first attempt
   already claimed; the signed POST from a thread of that worker and one transaction recording
