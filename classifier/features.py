@@ -153,10 +153,6 @@ class FeatureParts:
     chars: hashing.Grams
 
 
-# Feature families, in the order of the output's columns.
-FAMILIES: tuple[str, ...] = ("word", "chars", "domain", "signal")
-
-
 class CommentVectorizer(TransformerMixin, BaseEstimator):
     """All features of a comment in one pass: TF-IDF word and character n-grams over the
     normalised text, binary link/author/e-mail domains, and the metadata signals.
@@ -216,7 +212,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
             df.update(set(p.domains))
         kept = sorted(term for term, count in df.items() if count >= self.min_df)
         self.domain_vocabulary_ = {term: i for i, term in enumerate(kept)}
-        signals = _signal_matrix(prepared)
+        signals = signal_matrix(prepared)
         # Signals are standardised so that a reason's weight is measured against a typical
         # comment, not against zero ("51 characters long" is not evidence by itself).
         self.signal_mean_ = signals.mean(axis=0) if n_docs else np.zeros(len(SIGNALS))
@@ -293,7 +289,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
             }:
                 d_doc.append(i)
                 d_col.append(domain_offset + j)
-        signals = (_signal_matrix(prepared) - self.signal_mean_) / self.signal_scale_
+        signals = (signal_matrix(prepared) - self.signal_mean_) / self.signal_scale_
         return FeatureParts(
             n=n,
             doc=np.concatenate((doc, np.asarray(d_doc, dtype=np.int64))),
@@ -346,7 +342,3 @@ def _lookup(buckets: np.ndarray, bits: int) -> np.ndarray:
     lookup = np.full(1 << bits, -1, dtype=np.int32)
     lookup[buckets] = np.arange(len(buckets), dtype=np.int32)
     return lookup
-
-
-def _signal_matrix(prepared: Sequence[Prepared]) -> np.ndarray:
-    return signal_matrix(prepared)

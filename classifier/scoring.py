@@ -7,7 +7,6 @@ those, named in plain words.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -124,10 +123,6 @@ class LoadedModel:
             for i in range(0, len(prepared), BATCH_CHUNK)
         ]
         return np.concatenate(chunks) if chunks else np.zeros(0)
-
-    def logits(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> np.ndarray:
-        """The linear score (log-odds before calibration) of each comment."""
-        return self._logits(self._features(self._prepare(comments)))
 
     def score(
         self, comment: Comment | Mapping[str, Any] | str, reasons: int = DEFAULT_REASONS
@@ -288,9 +283,3 @@ def _describe(family: str, term: str) -> str:
         kind, _, domain = term.partition(":")
         return _DOMAIN_WORDS.get(kind, "{}").format(domain)
     raise ValueError(family)
-
-
-def logit(probability: float) -> float:
-    """Log-odds of a probability (clipped away from 0 and 1)."""
-    p = min(max(probability, 1e-12), 1 - 1e-12)
-    return math.log(p / (1 - p))

@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 from classifier.artifact import save_model
 from classifier.features import to_frame
 from classifier.pipeline import DEFAULT_PARAMS, build_pipeline
-from classifier.scoring import LoadedModel, Thresholds
+from classifier.scoring import Thresholds
 from training.corpora import BUNDLED, Example, corpus_files, file_sha256, load_bundled
 from training.metrics import classification_metrics, threshold_for_fpr
 
@@ -142,13 +142,6 @@ def train_default(models_dir: Path, *, seed: int = 0, report: Report | None = No
     return train(
         examples, models_dir, data=bundled_data_record(DEFAULT_CORPORA), seed=seed, report=report
     )
-
-
-def model_from_result(result: TrainResult) -> LoadedModel:
-    """Load the version a training run wrote."""
-    from classifier.artifact import load_model
-
-    return load_model(result.path.parent, result.version)
 
 
 __all__ = [
