@@ -12,7 +12,7 @@ import pytest
 from classifier.artifact import load_model, set_active
 from classifier.scoring import LoadedModel
 from training.corpora import load_bundled
-from training.train import train
+from training.train import bundled_data_record, train
 
 _MODELS: list[Path] = []
 
@@ -23,7 +23,13 @@ def shared_models_dir() -> Path:
     if not _MODELS:
         folder = Path(tempfile.mkdtemp(prefix="commentguard-test-models-"))
         examples = load_bundled(["youtube", "instagram"])
-        result = train(examples, folder, params={"calibration_folds": 3}, seed=0)
+        result = train(
+            examples,
+            folder,
+            params={"calibration_folds": 3},
+            data=bundled_data_record(["youtube", "instagram"]),
+            seed=0,
+        )
         set_active(folder, result.version)
         _MODELS.append(folder)
     return _MODELS[0]

@@ -43,11 +43,10 @@ def test_load_model_reads_active_version_with_metadata(models_dir: Path) -> None
     ):
         assert key in meta
     assert set(meta["libraries"]) >= {"python", "scikit-learn", "numpy"}
-    assert (
-        all(len(sha) == 64 for files in meta["data"]["corpora"].values() for sha in files.values())
-        if "corpora" in meta["data"]
-        else True
-    )
+    corpora = meta["data"]["corpora"]
+    assert set(corpora) == {"youtube", "instagram"}
+    assert all(len(sha) == 64 for files in corpora.values() for sha in files.values())
+    assert sum(len(files) for files in corpora.values()) == 6  # five videos + one file
 
 
 def test_load_model_refuses_a_one_byte_change(copy_of_models: Path) -> None:
