@@ -14,6 +14,7 @@ from service import errors
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
+from service.memory import NearDuplicateMemory
 from service.queue import TaskQueue
 from service.routers import akismet, comments, health, sites
 from service.settings import Settings
@@ -34,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if services.queue is not None:
                 services.queue.close()
+            if services.memory is not None:
+                services.memory.close()
             services.engine.dispose()
 
     app = FastAPI(
@@ -64,7 +67,9 @@ def build_services(settings: Settings) -> Services:
     queue = TaskQueue(settings) if settings.redis_url else None
     if queue is None:
         log.warning("COMMENTGUARD_REDIS_URL is not set: comments are queued by the sweep only")
-    return Services(settings, engine, make_session_factory(engine), models, queue)
+    services = Services(settings, engine, make_session_factory(engine), models, queue)
+    services.memory = NearDuplicateMemory.from_settings(settings)
+    return services
 
 
 class BodySizeLimit:

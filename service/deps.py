@@ -21,6 +21,7 @@ from service.db import SessionFactory
 from service.engine import ModelHolder
 from service.errors import unauthorized
 from service.intake import SiteCache
+from service.memory import NearDuplicateMemory
 from service.queue import TaskQueue
 from service.settings import Settings
 
@@ -36,6 +37,8 @@ class Services:
     queue: TaskQueue | None
     keys: security.KeyCache = field(default_factory=security.KeyCache)
     sites: SiteCache = field(default_factory=SiteCache)
+    # The near-duplicate memory (service/memory.py); None without Redis or when disabled.
+    memory: NearDuplicateMemory | None = None
 
 
 async def get_services(request: Request) -> Services:
@@ -82,6 +85,13 @@ async def get_queue(services: ServicesDep) -> TaskQueue | None:
 
 
 QueueDep = Annotated[TaskQueue | None, Depends(get_queue)]
+
+
+async def get_memory(services: ServicesDep) -> NearDuplicateMemory | None:
+    return services.memory
+
+
+MemoryDep = Annotated[NearDuplicateMemory | None, Depends(get_memory)]
 
 
 async def get_account_id(request: Request, services: ServicesDep) -> int:

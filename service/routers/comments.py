@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service import errors, tables
 from service.callbacks import UnsafeCallbackURL, check_callback_url
-from service.deps import AccountId, ModelDep, QueueDep, ServicesDep, SessionDep
+from service.deps import AccountId, MemoryDep, ModelDep, QueueDep, ServicesDep, SessionDep
 from service.engine import attach, compute_verdict, score_into
 from service.errors import ApiError
 from service.intake import new_comment, resolve_site, store_comment
@@ -98,6 +98,7 @@ def check_comment(
     services: ServicesDep,
     session: SessionDep,
     model: ModelDep,
+    memory: MemoryDep,
 ) -> CommentOut:
     """Score a comment now, store it with its verdict, and return the verdict."""
     _check_size(body, services.settings)
@@ -105,7 +106,7 @@ def check_comment(
     fresh = new_comment(site.id, body, body.external_id)
     # Scored before any write: on SQLite a write transaction holds the database's only write
     # lock, so it should last for the inserts alone.
-    verdict = compute_verdict(fresh, model)
+    verdict = compute_verdict(fresh, model, memory, account_id)
     fresh.status = tables.CommentStatus.SCORED
     if insert_rows(session, fresh, verdict):
         fresh.verdict = verdict
@@ -116,7 +117,7 @@ def check_comment(
     if created:
         attach(session, comment, verdict)
     elif comment.verdict is None:
-        score_into(session, comment, model)
+        score_into(session, comment, model, memory, account_id)
     try:
         session.commit()
     except IntegrityError:
