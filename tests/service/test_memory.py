@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from classifier import Decision, Thresholds
 from service.app import create_app
 from service.embedded import Supervisor, start_redis
-from service.memory import Match, NearDuplicateMemory, Signer, overrule
+from service.memory import DEFAULT_PREFIX, Match, NearDuplicateMemory, Signer, overrule
 from service.settings import Settings
 from tests.service.conftest import (
     AKISMET_THRESHOLDS,
@@ -223,6 +223,11 @@ def settings(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     """The shared fixture's settings plus known thresholds (see AKISMET_THRESHOLDS)."""
+    # Account ids start again in each database this module runs on; the memory must too.
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{DEFAULT_PREFIX}:*"):
+        client.delete(key)
+    client.close()
     return make_settings(
         database_url=database_url,
         redis_url=redis_url,
