@@ -20,12 +20,13 @@ How it works:
   MinHash values) reaches the threshold.
 
 Why not `MinHashLSH(storage_config={"type": "redis"})`: its `query` reads one band per Redis
-round trip (9 bands for 128 permutations at 0.8 with its default weights), measured at about
-1.6 ms a query on loopback, and then the candidates' signatures need reading too to estimate
-their similarity. Every scored
-comment queries the memory, and the service aims at 800 checks/s on 2 cores (2.5 ms of CPU a
-check), so the bands are stored here instead and a query is ONE round trip: a Lua script that
-reads every band set and returns the candidates' labels and signatures (about 0.25 ms).
+round trip (9 bands for 128 permutations at 0.8 with its default weights) and returns only the
+candidates' keys, whose signatures then need another read to check their similarity. Every
+scored comment queries the memory, and the service aims at 800 checks/s on 2 cores (2.5 ms of
+CPU a check, all included), so the bands are stored here instead and a query is ONE round trip:
+a Lua script that reads every band set and returns the candidates' labels and signatures.
+`bench/memory.py` measures both (docs/benchmarks.md, section "Near-duplicate memory"): datasketch's
+query took about twice the CPU of this whole `match`, signature included, and 9 network waits.
 
 Redis layout (all keys of one account share the hash tag `{a<id>}`, so a script touches one
 cluster slot):
@@ -96,13 +97,15 @@ return out
 
 # KEYS[1]: the entry key, then the new band keys. ARGV: comment id, label, label_id, at, sig,
 # the band prefix, then the new bands' suffixes. A label older (smaller label_id) than the one
-# stored is ignored, so that the newest label wins whatever order the calls arrive in.
-# Returns 1 if stored, 0 if ignored.
+# stored is ignored, so that the newest label wins whatever order the calls arrive in; a call
+# without a label_id ("") always replaces. Returns 1 if stored, 0 if ignored.
 _REMEMBER = """
 local entry = KEYS[1]
 local id = ARGV[1]
 local old = redis.call('HMGET', entry, 'label_id', 'bands')
-if old[1] and tonumber(old[1]) > tonumber(ARGV[3]) then return 0 end
+if ARGV[3] ~= '' and old[1] and old[1] ~= '' and tonumber(old[1]) > tonumber(ARGV[3]) then
+  return 0
+end
 if old[2] then
   for band in string.gmatch(old[2], '%S+') do redis.call('SREM', ARGV[6] .. band, id) end
 end
@@ -271,8 +274,9 @@ class NearDuplicateMemory:
         """Index a labelled comment; a relabel replaces its entry (the newest label wins).
 
         `label_id` orders labels (the label row's id): an older label arriving late is ignored.
-        Without it, the call's own order decides. Returns False when the text is too short to
-        remember (fewer than `min_shingles` shingles) or a newer label is already stored.
+        Without it, the call replaces whatever is stored (the calls' own order decides).
+        Returns False when the text is too short to remember (fewer than `min_shingles`
+        shingles) or a newer label is already stored.
         """
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, not {label!r}")
@@ -282,7 +286,7 @@ class NearDuplicateMemory:
             # Nothing to match it by; a previous label of the same comment goes too.
             self.forget(key, account_id)
             return False
-        order = label_id if label_id is not None else time.time_ns()
+        order = str(label_id) if label_id is not None else ""
         bands = self._band_prefix(account_id)
         stored = self._remember(
             keys=[self._entry_prefix(account_id) + key, *(bands + b for b in signature.bands)],

@@ -193,6 +193,35 @@ def test_remember_relabel_moves_and_forget_removes(memory: NearDuplicateMemory) 
     assert leftovers == [], "forgetting leaves no band set or entry behind"
 
 
+def test_remember_without_label_id_replaces(memory: NearDuplicateMemory) -> None:
+    comment_id = uuid.uuid4()
+    memory.remember(comment_id, 1, SPAM_TEXT, "spam", label_id=7)
+    assert memory.remember(comment_id, 1, SPAM_TEXT, "ham") is True
+    assert memory.match(1, SPAM_TEXT) == Match(str(comment_id), "ham", 1.0)
+    assert memory.remember(comment_id, 1, SPAM_TEXT, "spam", label_id=3) is True
+    assert memory.match(1, SPAM_TEXT) == Match(str(comment_id), "spam", 1.0)
+
+
+@hypothesis_settings(max_examples=30, deadline=None)
+@given(TEXTS)
+def test_match_remembered_text_itself(redis_url: str, text: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    memory = NearDuplicateMemory(client, prefix=f"test-memory-{uuid.uuid4().hex}")
+    try:
+        comment_id = uuid.uuid4()
+        remembered = memory.remember(comment_id, 1, text, "spam")
+        found = memory.match(1, text)
+        if remembered:
+            assert found == Match(str(comment_id), "spam", 1.0)
+        else:
+            assert found is None
+            assert len(memory.signer.shingles(text)) < memory.signer.min_shingles
+    finally:
+        for key in client.scan_iter(f"{memory.prefix}:*"):
+            client.delete(key)
+        memory.close()
+
+
 def test_match_prefers_the_most_similar_label(memory: NearDuplicateMemory) -> None:
     near_id, exact_id = uuid.uuid4(), uuid.uuid4()
     memory.remember(near_id, 1, SPAM_NEAR, "spam")
