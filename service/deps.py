@@ -87,13 +87,6 @@ async def get_queue(services: ServicesDep) -> TaskQueue | None:
 QueueDep = Annotated[TaskQueue | None, Depends(get_queue)]
 
 
-async def get_memory(services: ServicesDep) -> NearDuplicateMemory | None:
-    return services.memory
-
-
-MemoryDep = Annotated[NearDuplicateMemory | None, Depends(get_memory)]
-
-
 async def get_account_id(request: Request, services: ServicesDep) -> int:
     """The account of the request's `Authorization: Bearer <key>`, else 401."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service import errors, tables
 from service.callbacks import UnsafeCallbackURL, check_callback_url
-from service.deps import AccountId, MemoryDep, ModelDep, QueueDep, ServicesDep, SessionDep
+from service.deps import AccountId, ModelDep, QueueDep, ServicesDep, SessionDep
 from service.engine import attach, compute_verdict, score_into
 from service.errors import ApiError
 from service.intake import new_comment, resolve_site, store_comment
@@ -98,10 +98,10 @@ def check_comment(
     services: ServicesDep,
     session: SessionDep,
     model: ModelDep,
-    memory: MemoryDep,
 ) -> CommentOut:
     """Score a comment now, store it with its verdict, and return the verdict."""
     _check_size(body, services.settings)
+    memory = services.memory
     site = resolve_site(session, services.sites, account_id, body.blog)
     fresh = new_comment(site.id, body, body.external_id)
     # Scored before any write: on SQLite a write transaction holds the database's only write
