@@ -51,9 +51,12 @@ from typing import Any
 import numpy as np
 import redis
 from datasketch import MinHash, MinHashLSH
+from sqlalchemy import func, select
 
 from classifier import Decision, Thresholds
 from classifier.normalize import normalize_text
+from service import tables
+from service.db import SessionFactory
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -426,3 +429,35 @@ def remember_label(
         memory.remember(comment_id, account_id, text, label, label_id)
     except redis.RedisError as exc:
         log.warning("label of comment %s not put in the near-duplicate memory: %s", comment_id, exc)
+
+
+def rebuild(sessions: SessionFactory, memory: NearDuplicateMemory, batch: int = 500) -> int:
+    """Put every labelled comment's current label (its newest) into the memory again.
+
+    For a Redis that lost its data, or after a change of `near_duplicate_num_perm`. Safe to run
+    while serving: each entry is ordered by its label's id, so a label applied meanwhile wins.
+    Returns how many labels were remembered (texts too short to compare are not counted).
+    """
+    newest = (
+        select(func.max(tables.Label.id).label("id")).group_by(tables.Label.comment_id).subquery()
+    )
+    query = (
+        select(
+            tables.Label.id,
+            tables.Label.label,
+            tables.Comment.id,
+            tables.Comment.content,
+            tables.Site.account_id,
+        )
+        .join(newest, newest.c.id == tables.Label.id)
+        .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
+        .join(tables.Site, tables.Site.id == tables.Comment.site_id)
+        .order_by(tables.Label.id)
+        .execution_options(yield_per=batch)
+    )
+    remembered = 0
+    with sessions() as session:
+        for label_id, label, comment_id, content, account_id in session.execute(query):
+            if memory.remember(comment_id, account_id, content, label, label_id):
+                remembered += 1
+    return remembered

@@ -487,3 +487,33 @@ def test_score_with_the_model_when_redis_is_down(
             assert verdict(UNRELATED)["reasons"]
     finally:
         supervisor.stop()
+
+
+# --- rebuilding a lost memory --------------------------------------------------------------
+
+
+def test_rebuild_restores_a_lost_memory(
+    http: httpx.Client, platform: akismet.SyncClient, account: Account, settings: Settings
+) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.embedded import settings_env
+
+    first = check(http, account, SPAM_TEXT)
+    label(platform, SPAM_TEXT, spam=True)
+    label(platform, SPAM_TEXT, spam=False)  # the newest label is the one rebuilt
+    client = redis.Redis.from_url(str(settings.redis_url))
+    for key in client.scan_iter(f"{DEFAULT_PREFIX}:*"):  # Redis lost its data
+        client.delete(key)
+    client.close()
+    assert near_duplicate(check(http, account, SPAM_NEAR)["verdict"]) is None
+    result = CliRunner().invoke(app, ["memory", "rebuild"], env=settings_env(settings))
+    assert result.exit_code == 0, result.output
+    assert "labelled comments remembered" in result.output
+    reason = check(http, account, SPAM_NEAR)["verdict"]["reasons"][0]
+    assert (reason["kind"], reason["label"], reason["comment_id"]) == (
+        "near_duplicate",
+        "ham",
+        first["id"],
+    )
