@@ -17,6 +17,7 @@ from service.deps import Services
 from service.engine import ModelHolder
 from service.memory import NearDuplicateMemory, remember_applied
 from service.queue import TaskQueue
+from service.retraining import retrain_hook
 from service.routers import akismet, comments, health, moderation, sites
 from service.routers import models as models_router
 from service.settings import Settings
@@ -75,6 +76,8 @@ def build_services(settings: Settings) -> Services:
     services.memory = NearDuplicateMemory.from_settings(settings)
     # A committed label protects its near-copies at once (service/memory.py).
     services.label_hooks.append(partial(remember_applied, services.memory))
+    # Enough new labels queue a retrain (service/retraining.py).
+    services.label_hooks.append(retrain_hook(settings, services.sessions, queue))
     return services
 
 

@@ -140,10 +140,10 @@ class TaskQueue:
         """Queue `deliver_callback`; False (logged) if Redis is unreachable."""
         return self._send(DELIVER_TASK, str(delivery_id), countdown)
 
-    def retrain(self, run_id: str) -> None:
+    def retrain(self, run_id: str, trigger: str = "api") -> None:
         """Queue `retrain_model` for a run already recorded as queued; raises if Redis is
         unreachable (a retrain asked for is not silently dropped)."""
-        self.celery.send_task(RETRAIN_TASK, kwargs={"run_id": run_id, "trigger": "api"})
+        self.celery.send_task(RETRAIN_TASK, kwargs={"run_id": run_id, "trigger": trigger})
 
     def ping(self) -> None:
         """Raise unless Redis answers."""

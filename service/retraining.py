@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlalchemy import func, select
@@ -29,13 +29,17 @@ from training.retrain import (
     LabelRecord,
     RetrainParams,
     RetrainResult,
-    last_finished_run,
+    list_runs,
     new_run_id,
     read_run,
     retrain,
     write_run,
 )
 from training.train import bundled_data_record
+
+if TYPE_CHECKING:
+    from service.labels import AppliedLabel
+    from service.queue import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +219,9 @@ def run_retrain(
 
 
 def retrain_if_due(settings: Settings, sessions: SessionFactory) -> RetrainResult | None:
-    """Retrain if `retrain_label_count` labels arrived since the last finished run started
+    """Retrain if `retrain_label_count` labels arrived since the last run was queued or started
     (since ever, if there was none); None if not due (or another retrain is running)."""
-    last = last_finished_run(settings.models_dir)
-    since = datetime.fromisoformat(last["started_at"]) if last else None
+    since = _last_run_start(settings)
     count = labels_since(sessions, since)
     if count < settings.retrain_label_count:
         log.debug("retrain not due: %d new labels of %d", count, settings.retrain_label_count)
@@ -226,3 +229,48 @@ def retrain_if_due(settings: Settings, sessions: SessionFactory) -> RetrainResul
     log.info("retrain due: %d new labels since %s", count, since)
     # A periodic check that finds a retrain running is not worth a record of its own.
     return run_retrain(settings, sessions, trigger=f"labels:{count}", record_skip=False)
+
+
+def _last_run_start(settings: Settings) -> datetime | None:
+    """When the newest run (other than a skipped one) was queued or started."""
+    times = [
+        str(run.get("queued_at") or run.get("started_at"))
+        for run in list_runs(settings.models_dir)
+        if run.get("status") != "skipped" and (run.get("queued_at") or run.get("started_at"))
+    ]
+    return datetime.fromisoformat(max(times)) if times else None
+
+
+def trigger_if_due(
+    settings: Settings, sessions: SessionFactory, queue: TaskQueue | None
+) -> str | None:
+    """Queue a retrain once `retrain_label_count` labels arrived since the last run was queued
+    (or started); the new run's id, else None.
+
+    Runs as a label hook, right after the labels commit, so that the count triggers a retrain
+    as soon as it is reached; the periodic `retrain_if_due` check stays as the fallback.
+    """
+    if queue is None:
+        return None
+    count = labels_since(sessions, _last_run_start(settings))
+    if count < settings.retrain_label_count:
+        return None
+    run_id = queue_run(settings, f"labels:{count}")
+    try:
+        queue.retrain(run_id, trigger=f"labels:{count}")
+    except Exception as exc:
+        write_run(settings.models_dir, run_id, {"status": "failed", "error": f"not queued: {exc}"})
+        raise
+    log.info("retrain %s queued: %d new labels", run_id, count)
+    return run_id
+
+
+def retrain_hook(
+    settings: Settings, sessions: SessionFactory, queue: TaskQueue | None
+) -> Callable[[Sequence[AppliedLabel]], None]:
+    """The label hook that counts new labels towards a retrain."""
+
+    def hook(_applied: Sequence[AppliedLabel]) -> None:
+        trigger_if_due(settings, sessions, queue)
+
+    return hook

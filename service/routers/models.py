@@ -4,30 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Query
 
 from classifier.artifact import ArtifactError, active_version, list_versions
 from classifier.registry import activate, versions
 from service import errors
-from service.deps import AccountId, QueueDep, SettingsDep
+from service.deps import AdminUser, CurrentUser, QueueDep, SettingsDep
 from service.errors import ApiError
 from service.retraining import queue_run
 from service.schemas import ActivatedOut, ModelsOut, ModelVersionOut, RetrainQueuedOut
-from training.retrain import read_run, write_run
+from training.retrain import list_runs, read_run, write_run
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-async def require_model_admin(account_id: AccountId) -> int:
-    """Who may manage models. For now any account's API key; the admin users replace it."""
-    return account_id
-
-
-ModelAdmin = Annotated[int, Depends(require_model_admin)]
-
-
 @router.get("", response_model=ModelsOut, responses=errors.responses(401))
-def list_models(_admin: ModelAdmin, settings: SettingsDep) -> ModelsOut:
+def list_models(_user: CurrentUser, settings: SettingsDep) -> ModelsOut:
     """Every model version with its status, metrics and promotion-gate numbers."""
     return ModelsOut(
         active=active_version(settings.models_dir),
@@ -39,9 +31,9 @@ def list_models(_admin: ModelAdmin, settings: SettingsDep) -> ModelsOut:
     "/retrain",
     status_code=202,
     response_model=RetrainQueuedOut,
-    responses=errors.responses(401, 503),
+    responses=errors.responses(401, 403, 503),
 )
-def request_retrain(_admin: ModelAdmin, settings: SettingsDep, queue: QueueDep) -> RetrainQueuedOut:
+def request_retrain(_admin: AdminUser, settings: SettingsDep, queue: QueueDep) -> RetrainQueuedOut:
     """Queue a retrain; its outcome is at the returned url."""
     if queue is None:
         raise ApiError(
@@ -65,8 +57,19 @@ def request_retrain(_admin: ModelAdmin, settings: SettingsDep, queue: QueueDep) 
     return RetrainQueuedOut(run_id=run_id, status="queued", url=f"/v1/models/runs/{run_id}")
 
 
+@router.get("/runs", responses=errors.responses(401))
+def list_retrain_runs(
+    _user: CurrentUser,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    """The newest retrain runs first: queued, running, done (with the gate's decision and
+    numbers), failed or skipped."""
+    return list(reversed(list_runs(settings.models_dir)))[:limit]
+
+
 @router.get("/runs/{run_id}", responses=errors.responses(401, 404))
-def get_run(run_id: str, _admin: ModelAdmin, settings: SettingsDep) -> dict[str, Any]:
+def get_run(run_id: str, _user: CurrentUser, settings: SettingsDep) -> dict[str, Any]:
     """A retrain run: queued, running, done (with the gate's decision and numbers), failed or
     skipped."""
     record = read_run(settings.models_dir, run_id)
@@ -78,9 +81,9 @@ def get_run(run_id: str, _admin: ModelAdmin, settings: SettingsDep) -> dict[str,
 @router.post(
     "/{version}/activate",
     response_model=ActivatedOut,
-    responses=errors.responses(401, 404, 409),
+    responses=errors.responses(401, 403, 404, 409),
 )
-def activate_model(version: str, _admin: ModelAdmin, settings: SettingsDep) -> ActivatedOut:
+def activate_model(version: str, _admin: AdminUser, settings: SettingsDep) -> ActivatedOut:
     """Verify a version and make it the one every process serves (within seconds)."""
     if version not in list_versions(settings.models_dir):
         raise ApiError(404, "not_found", f"no model version {version}")

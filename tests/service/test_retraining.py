@@ -25,7 +25,13 @@ from classifier.artifact import ACTIVE_FILE, MODEL_FILE, active_version, set_act
 from service import db, tables
 from service.retraining import load_labels, run_retrain
 from service.settings import Settings
-from tests.service.conftest import Account, create_account, make_settings, wait_until
+from tests.service.conftest import (
+    Account,
+    create_account,
+    create_admin,
+    make_settings,
+    wait_until,
+)
 from training.corpora import Example, load_bundled
 from training.retrain import list_runs
 
@@ -95,6 +101,11 @@ def api(settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def owner(settings: Settings) -> Account:
     return create_account(settings, "retraining")
+
+
+@pytest.fixture(scope="module")
+def admin(settings: Settings) -> Account:
+    return create_admin(settings)
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +196,7 @@ def test_retrain_after_enough_labels_and_serve_new_version(
     settings: Settings,
     sessions: db.SessionFactory,
     owner: Account,
+    admin: Account,
     instagram: list[Example],
     workers: Any,
     api: str,
@@ -215,7 +227,7 @@ def test_retrain_after_enough_labels_and_serve_new_version(
             "the API to serve the new model",
         )
         assert time.monotonic() - started <= 10
-        models = client.get("/v1/models", headers=owner.headers).json()
+        models = client.get("/v1/models", headers=admin.headers).json()
     assert models["active"] == new
     rows = {row["version"]: row for row in models["versions"]}
     assert rows[new]["status"] == "active"
@@ -225,22 +237,22 @@ def test_retrain_after_enough_labels_and_serve_new_version(
 
 
 def test_retrain_requested_through_api_records_its_outcome(
-    settings: Settings, owner: Account, workers: Any, api: str
+    settings: Settings, owner: Account, admin: Account, workers: Any, api: str
 ) -> None:
     with httpx.Client(base_url=api, timeout=30) as client:
         assert client.post("/v1/models/retrain").status_code == 401
-        response = client.post("/v1/models/retrain", headers=owner.headers)
+        response = client.post("/v1/models/retrain", headers=admin.headers)
         assert response.status_code == 202, response.text
         body = response.json()
         assert body["status"] == "queued"
 
         def outcome() -> dict[str, Any]:
-            result: dict[str, Any] = client.get(body["url"], headers=owner.headers).json()
+            result: dict[str, Any] = client.get(body["url"], headers=admin.headers).json()
             return result
 
         wait_until(lambda: outcome()["status"] in ("done", "failed"), 300, "the retrain run")
         record = outcome()
-        missing = client.get("/v1/models/runs/run-nope", headers=owner.headers)
+        missing = client.get("/v1/models/runs/run-nope", headers=admin.headers)
     assert record["status"] == "done", record
     assert record["trigger"] == "api"
     assert {"promote", "reasons", "checks"} <= set(record["gate"])
@@ -276,7 +288,7 @@ def _webhook_version(client: httpx.Client, account: Account) -> str | None:
 
 
 def test_activate_reloads_api_and_worker_within_10s_without_failed_request(
-    settings: Settings, owner: Account, workers: Any, api: str
+    settings: Settings, owner: Account, admin: Account, workers: Any, api: str
 ) -> None:
     current = active_version(settings.models_dir)
     assert current is not None
@@ -306,7 +318,7 @@ def test_activate_reloads_api_and_worker_within_10s_without_failed_request(
     try:
         with httpx.Client(base_url=api, timeout=30) as client:
             wait_until(lambda: len(versions_seen) > 5, 20, "requests before the switch")
-            response = client.post(f"/v1/models/{target}/activate", headers=owner.headers)
+            response = client.post(f"/v1/models/{target}/activate", headers=admin.headers)
             assert response.status_code == 200, response.text
             assert response.json() == {"active": target, "previous": current}
             switched = time.monotonic()
@@ -324,7 +336,7 @@ def test_activate_reloads_api_and_worker_within_10s_without_failed_request(
 
 
 def test_never_serve_corrupted_artifact(
-    settings: Settings, owner: Account, workers: Any, api: str
+    settings: Settings, owner: Account, admin: Account, workers: Any, api: str
 ) -> None:
     current = active_version(settings.models_dir)
     assert current is not None
@@ -334,11 +346,11 @@ def test_never_serve_corrupted_artifact(
     data[len(data) // 2] ^= 0x01
     model_file.write_bytes(bytes(data))
     with httpx.Client(base_url=api, timeout=30) as client:
-        response = client.post(f"/v1/models/{broken}/activate", headers=owner.headers)
+        response = client.post(f"/v1/models/{broken}/activate", headers=admin.headers)
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "invalid_artifact"
         assert active_version(settings.models_dir) == current
-        unknown = client.post("/v1/models/nope/activate", headers=owner.headers)
+        unknown = client.post("/v1/models/nope/activate", headers=admin.headers)
         assert unknown.status_code == 404
         # Pointed at by hand, the corrupted version is refused by every process, which keep
         # serving the model they have.
