@@ -10,12 +10,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
-from service import errors
+from service import errors, logs, ratelimit
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
+from service.metrics import ServiceCollector
 from service.queue import TaskQueue
-from service.routers import akismet, comments, health, sites
+from service.ratelimit import RateLimiter, RateLimitMiddleware
+from service.routers import akismet, comments, health, metrics, sites
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if services.queue is not None:
                 services.queue.close()
+            if services.limiter is not None:
+                await services.limiter.close()
+            if services.metrics is not None:
+                services.metrics.close()
             services.engine.dispose()
 
     app = FastAPI(
@@ -48,8 +54,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sites.router)
     app.include_router(health.router)
     app.include_router(akismet.router)
+    app.include_router(metrics.router)
+    app.add_exception_handler(akismet.AkismetLimited, akismet.limited_answer)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware)
+    # Outermost: every answer, a refusal by the limits above included, carries the request id.
+    app.add_middleware(logs.RequestIdMiddleware)
+    logs.install_celery_propagation()
     return app
+
+
+def create_logged_app() -> FastAPI:
+    """`create_app` for API processes that uvicorn starts itself: logging configured first."""
+    settings = Settings()
+    logs.configure_logging(settings)
+    return create_app(settings)
 
 
 def build_services(settings: Settings) -> Services:
@@ -64,7 +83,12 @@ def build_services(settings: Settings) -> Services:
     queue = TaskQueue(settings) if settings.redis_url else None
     if queue is None:
         log.warning("COMMENTGUARD_REDIS_URL is not set: comments are queued by the sweep only")
-    return Services(settings, engine, make_session_factory(engine), models, queue)
+    sessions = make_session_factory(engine)
+    services = Services(settings, engine, sessions, models, queue)
+    services.limiter = RateLimiter(settings)
+    log.info("%s", ratelimit.describe(settings))
+    services.metrics = ServiceCollector(settings, sessions)
+    return services
 
 
 class BodySizeLimit:

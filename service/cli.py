@@ -222,14 +222,22 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _setup_logging(level: str) -> None:
-    import logging
+def _setup_logging(settings: Settings) -> None:
+    from service.logs import configure_logging
 
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for chatty in ("httpx", "alembic.runtime.plugins"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(settings)
+
+
+def _celery_logging(settings: Settings) -> None:
+    """Make Celery leave logging to us (JSON or text per settings, with the request id)."""
+    from celery.signals import setup_logging
+
+    from service.logs import configure_logging
+
+    def configure(**_kwargs: object) -> None:
+        configure_logging(settings)
+
+    setup_logging.connect(configure, weak=False, dispatch_uid="commentguard-logging")
 
 
 def _ensure_model(settings: Settings) -> None:
@@ -278,7 +286,7 @@ def serve(
     from service.embedded import child_env, embedded_stack
 
     settings = _settings()
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     _raise_on_sigterm()
     _ensure_model(settings)
     db.upgrade(settings)
@@ -306,12 +314,13 @@ def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None
     if api_workers > 1:
         # Each API process builds its own app from the environment (set by the caller).
         uvicorn.run(
-            "service.app:create_app",
+            "service.app:create_logged_app",
             factory=True,
             host=host,
             port=port,
             workers=api_workers,
             log_level=settings.log_level.lower(),
+            log_config=None,
             access_log=False,
         )
     else:
@@ -320,6 +329,7 @@ def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None
             host=host,
             port=port,
             log_level=settings.log_level.lower(),
+            log_config=None,
             access_log=False,
         )
 
@@ -356,6 +366,7 @@ def worker(
     except (ArtifactError, BrokerNotConfigured) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    _celery_logging(settings)
     tasks.configure(settings)
     if pool != "prefork":
         tasks.context()  # no fork will follow: open the database and load the model now
@@ -394,6 +405,7 @@ def beat(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _celery_logging(settings)
     celery.Beat(
         loglevel=loglevel or settings.log_level,
         schedule=str(settings.data_dir / "celerybeat-schedule"),
@@ -432,7 +444,7 @@ def db_upgrade(
     from service import db
 
     settings = _settings()
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     db.upgrade(settings, revision)
     console.print("database is up to date")
 

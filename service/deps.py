@@ -21,7 +21,9 @@ from service.db import SessionFactory
 from service.engine import ModelHolder
 from service.errors import unauthorized
 from service.intake import SiteCache
+from service.metrics import ServiceCollector
 from service.queue import TaskQueue
+from service.ratelimit import RateLimiter
 from service.settings import Settings
 
 
@@ -36,6 +38,8 @@ class Services:
     queue: TaskQueue | None
     keys: security.KeyCache = field(default_factory=security.KeyCache)
     sites: SiteCache = field(default_factory=SiteCache)
+    limiter: RateLimiter | None = None
+    metrics: ServiceCollector | None = None
 
 
 async def get_services(request: Request) -> Services:

@@ -73,6 +73,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found (or not this account's)",
         413: "Content or request body too large",
         422: "Malformed JSON or invalid fields (details lists each field error)",
+        429: "Rate limit reached for the API key or client IP (see Retry-After)",
         503: "Database, queue or model unavailable (see Retry-After)",
     }
     return {s: {"model": ErrorOut, "description": text.get(s, "Error")} for s in statuses}

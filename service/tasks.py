@@ -6,6 +6,7 @@ worker died, or re-queued by the sweep, does no harm.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -20,7 +21,7 @@ from celery.signals import worker_process_init
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from service import tables
+from service import logs, tables
 from service.callbacks import Claim, attempt, claim_new, deliver, make_client
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comment
@@ -55,6 +56,7 @@ def configure(settings: Settings) -> None:
     _settings = settings
     _context = None
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per callback is too many
+    logs.install_celery_propagation()
 
 
 def context() -> WorkerContext:
@@ -121,12 +123,22 @@ def score_comment(self: Task, comment_id: str) -> None:
         )
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+    if outcome.scored_now:
+        log.info("comment %s scored", comment_id, extra={"comment_id": comment_id})
     if outcome.delivery_id is None:
         return
     if outcome.claim is None and not threads_free:
         _send(self, DELIVER_TASK, outcome.delivery_id)
         return
-    ctx.senders.submit(_attempt, self.app, ctx, outcome.delivery_id, outcome.claim)
+    # The sender thread runs in a copy of this context, so it keeps the request id.
+    ctx.senders.submit(
+        contextvars.copy_context().run,
+        _attempt,
+        self.app,
+        ctx,
+        outcome.delivery_id,
+        outcome.claim,
+    )
 
 
 def _claim_first(

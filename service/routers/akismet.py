@@ -17,6 +17,7 @@ from classifier import LoadedModel
 from service import akismet, tables
 from service.akismet import AkismetRequest
 from service.deps import ModelDep, Services, ServicesDep, SessionDep
+from service.ratelimit import Limited
 
 router = APIRouter(tags=["akismet"])
 
@@ -25,23 +26,66 @@ GUID = "X-akismet-guid"
 PRO_TIP = "X-akismet-pro-tip"
 
 
-async def read_form(request: Request) -> AkismetRequest:
-    """A 1.1 call: the form-urlencoded body."""
-    body = await request.body()
-    return akismet.parse_request(
-        body, request.headers.get("content-type"), host=request.headers.get("host", "")
+ALERT_CODE = "X-akismet-alert-code"
+ALERT_MSG = "X-akismet-alert-msg"
+# In the range Akismet uses for a key over its usage limit; clients show it to the site owner.
+RATE_LIMIT_ALERT_CODE = "10501"
+
+
+class AkismetLimited(Exception):
+    """An Akismet call over a rate limit: answered in the protocol, not with a 429."""
+
+    def __init__(self, limited: Limited) -> None:
+        super().__init__(limited.message)
+        self.limited = limited
+
+
+async def limited_answer(_request: Request, exc: Exception) -> Response:
+    """`invalid` with the alert headers: clients hold the comment and check it again later."""
+    assert isinstance(exc, AkismetLimited)
+    limited = exc.limited
+    return text(
+        "invalid",
+        {
+            DEBUG_HELP: limited.message,
+            ALERT_CODE: RATE_LIMIT_ALERT_CODE,
+            ALERT_MSG: f"Rate limit reached: {limited.message}",
+            "Retry-After": str(limited.retry_after),
+        },
     )
 
 
-async def read_form_and_query(request: Request) -> AkismetRequest:
+async def _check_limits(request: Request, services: Services, form: AkismetRequest) -> None:
+    limiter = services.limiter
+    if limiter is None or not limiter.enabled:
+        return
+    client = request.client
+    limited = await limiter.check(form.api_key()[0] or None, client.host if client else None)
+    if limited is not None:
+        raise AkismetLimited(limited)
+
+
+async def read_form(request: Request, services: ServicesDep) -> AkismetRequest:
+    """A 1.1 call: the form-urlencoded body."""
+    body = await request.body()
+    form = akismet.parse_request(
+        body, request.headers.get("content-type"), host=request.headers.get("host", "")
+    )
+    await _check_limits(request, services, form)
+    return form
+
+
+async def read_form_and_query(request: Request, services: ServicesDep) -> AkismetRequest:
     """A 1.2 call: the query string and the body, either of which may carry the fields."""
     body = await request.body()
-    return akismet.parse_request(
+    form = akismet.parse_request(
         body,
         request.headers.get("content-type"),
         query=request.url.query.encode("latin-1", "replace"),
         host=request.headers.get("host", ""),
     )
+    await _check_limits(request, services, form)
+    return form
 
 
 Form = Annotated[AkismetRequest, Depends(read_form)]

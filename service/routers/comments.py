@@ -48,7 +48,7 @@ def _check_callback(url: str, settings: Settings) -> None:
     response_model=CommentOut,
     responses={
         200: {"model": CommentOut, "description": "Already submitted: the existing comment"},
-        **errors.responses(401, 413, 422, 503),
+        **errors.responses(401, 429, 413, 422, 503),
     },
 )
 def submit_comment(
@@ -80,7 +80,9 @@ def submit_comment(
 
 
 @router.get(
-    "/comments/{comment_id}", response_model=CommentOut, responses=errors.responses(401, 404, 503)
+    "/comments/{comment_id}",
+    response_model=CommentOut,
+    responses=errors.responses(401, 429, 404, 503),
 )
 def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDep) -> CommentOut:
     """A comment's state, with its verdict once scored."""
@@ -91,7 +93,9 @@ def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDe
     return CommentOut.from_row(comment, site.url)
 
 
-@router.post("/check", response_model=CommentOut, responses=errors.responses(401, 413, 422, 503))
+@router.post(
+    "/check", response_model=CommentOut, responses=errors.responses(401, 429, 413, 422, 503)
+)
 def check_comment(
     body: CheckIn,
     account_id: AccountId,
