@@ -208,6 +208,8 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+privacy_app = typer.Typer(help="Personal data: forget a person, purge old comments.")
+app.add_typer(privacy_app, name="privacy")
 
 QUEUE_NAMES = {"scoring": "commentguard.scoring", "callbacks": "commentguard.callbacks"}
 
@@ -447,6 +449,52 @@ def db_upgrade(
     _setup_logging(settings)
     db.upgrade(settings, revision)
     console.print("database is up to date")
+
+
+@privacy_app.command("forget")
+def privacy_forget(
+    email: Annotated[str, typer.Option("--email", help="The commenter's e-mail address.")],
+) -> None:
+    """Erase the content and personal data of every comment sent with this e-mail address."""
+    from service import db
+    from service.privacy import forget_email
+
+    settings = _settings()
+    if not email.strip():
+        console.print("[red]error:[/red] --email must not be empty")
+        raise typer.Exit(2)
+    db.upgrade(settings)
+    engine = db.make_engine(settings)
+    try:
+        result = forget_email(db.make_session_factory(engine), email)
+    finally:
+        engine.dispose()
+    console.print(
+        f"{result.comments} comments purged (content and personal fields erased), "
+        f"{result.verdicts} verdicts' word reasons removed; verdicts and labels are kept"
+    )
+    typer.echo(f"comments={result.comments} verdicts={result.verdicts}")
+
+
+@privacy_app.command("purge")
+def privacy_purge() -> None:
+    """Purge now the comments older than COMMENTGUARD_RETENTION_DAYS (beat does it hourly)."""
+    from service import db
+    from service.privacy import purge_expired
+
+    settings = _settings()
+    if settings.retention_days <= 0:
+        console.print("COMMENTGUARD_RETENTION_DAYS is 0: comments are kept forever")
+        typer.echo("comments=0 verdicts=0")
+        return
+    db.upgrade(settings)
+    engine = db.make_engine(settings)
+    try:
+        result = purge_expired(db.make_session_factory(engine), settings)
+    finally:
+        engine.dispose()
+    console.print(f"{result.comments} comments older than {settings.retention_days} days purged")
+    typer.echo(f"comments={result.comments} verdicts={result.verdicts}")
 
 
 if __name__ == "__main__":

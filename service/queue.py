@@ -21,6 +21,7 @@ CALLBACKS_QUEUE = "commentguard.callbacks"
 SCORE_TASK = "commentguard.score_comment"
 DELIVER_TASK = "commentguard.deliver_callback"
 SWEEP_TASK = "commentguard.sweep_pending"
+PURGE_TASK = "commentguard.purge_expired"
 
 
 class BrokerNotConfigured(RuntimeError):
@@ -68,6 +69,7 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={
             SCORE_TASK: {"queue": SCORING_QUEUE},
             SWEEP_TASK: {"queue": SCORING_QUEUE},
+            PURGE_TASK: {"queue": SCORING_QUEUE},
             DELIVER_TASK: {"queue": CALLBACKS_QUEUE},
         },
         # A publish that fails is not retried for long: the comment is already committed
@@ -89,6 +91,12 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
     )
+    if settings.retention_days > 0:
+        app.conf.beat_schedule["retention-purge"] = {
+            "task": PURGE_TASK,
+            "schedule": timedelta(seconds=settings.retention_interval_seconds),
+            "options": {"expires": settings.retention_interval_seconds},
+        }
     return app
 
 

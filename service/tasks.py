@@ -25,7 +25,8 @@ from service import logs, tables
 from service.callbacks import Claim, attempt, claim_new, deliver, make_client
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comment
-from service.queue import DELIVER_TASK, SCORE_TASK, SWEEP_TASK
+from service.privacy import purge_expired
+from service.queue import DELIVER_TASK, PURGE_TASK, SCORE_TASK, SWEEP_TASK
 from service.schemas import CallbackBody
 from service.settings import Settings
 from service.sweep import find_stale
@@ -197,3 +198,10 @@ def sweep_pending(self: Task) -> None:
             len(stale.comment_ids),
             len(stale.delivery_ids),
         )
+
+
+@shared_task(bind=True, name=PURGE_TASK, acks_late=True)
+def purge_expired_comments(self: Task) -> None:
+    """Erase the content and personal fields of comments past the retention period."""
+    ctx = context()
+    purge_expired(ctx.sessions, ctx.settings)

@@ -7,6 +7,7 @@ with an `invalid` answer: some clients raise on it whatever the body says.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -17,6 +18,7 @@ from classifier import LoadedModel
 from service import akismet, tables
 from service.akismet import AkismetRequest
 from service.deps import ModelDep, Services, ServicesDep, SessionDep
+from service.privacy import protect
 from service.ratelimit import Limited
 
 router = APIRouter(tags=["akismet"])
@@ -117,6 +119,12 @@ def _account(
     return account_id, key, ""
 
 
+def _submission(form: AkismetRequest, services: Services) -> akismet.Submission:
+    """The call's comment as it may be stored (its IP hashed unless configured otherwise)."""
+    submission = akismet.to_submission(form, services.settings.max_content_bytes)
+    return replace(submission, comment=protect(submission.comment, services.settings))
+
+
 def _missing(form: AkismetRequest, *names: str) -> Response | None:
     name = akismet.missing_field(form, *names)
     return invalid(f'Empty "{name}" value: it is required') if name else None
@@ -152,7 +160,7 @@ def comment_check(
         return invalid(why)
     if refused := _missing(form, "blog", "user_ip"):
         return refused
-    submission = akismet.to_submission(form, services.settings.max_content_bytes)
+    submission = _submission(form, services)
     comment = akismet.check(session, services.sites, account_id, submission, model)
     assert comment.verdict is not None
     decision = comment.verdict.decision
@@ -174,7 +182,7 @@ def _submit(
         return invalid(why)
     if refused := _missing(form, "blog", "user_ip"):
         return refused
-    submission = akismet.to_submission(form, services.settings.max_content_bytes)
+    submission = _submission(form, services)
     akismet.record_feedback(
         session,
         services.sites,

@@ -13,6 +13,7 @@ from service.deps import AccountId, ModelDep, QueueDep, ServicesDep, SessionDep
 from service.engine import attach, compute_verdict, score_into
 from service.errors import ApiError
 from service.intake import new_comment, resolve_site, store_comment
+from service.privacy import protect
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
 from service.settings import Settings
 from service.writes import insert_rows
@@ -64,6 +65,7 @@ def submit_comment(
     _check_size(body, settings)
     if body.callback_url:
         _check_callback(body.callback_url, settings)
+    body = protect(body, settings)
     site = resolve_site(session, services.sites, account_id, body.blog)
     comment = new_comment(site.id, body, body.external_id, body.callback_url)
     # Committed before it is queued: a task can never look for a comment that is not there,
@@ -105,6 +107,7 @@ def check_comment(
 ) -> CommentOut:
     """Score a comment now, store it with its verdict, and return the verdict."""
     _check_size(body, services.settings)
+    body = protect(body, services.settings)
     site = resolve_site(session, services.sites, account_id, body.blog)
     fresh = new_comment(site.id, body, body.external_id)
     # Scored before any write: on SQLite a write transaction holds the database's only write
