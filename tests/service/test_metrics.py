@@ -160,7 +160,7 @@ def test_count_callback_deliveries_by_outcome(
         ]
     outcomes = ["delivered", "failed", "pending"]
     with sessions() as session:
-        for comment_id, outcome in zip(ids, outcomes, strict=True):
+        for comment_id in ids:
             session.add(
                 tables.CallbackDelivery(
                     comment_id=uuid.UUID(comment_id), url="https://hooks.example/cb"
