@@ -118,13 +118,16 @@ def test_count_comments_labels_and_latency_the_same_from_every_process(
                  site=site) == 4  # fmt: skip
     for decision in set(decisions.values()):
         expected = sum(1 for d in decisions.values() if d == decision)
-        assert value(
-            after_first,
-            "commentguard_comments_scored_total",
-            account=account_label,
-            site=site,
-            decision=decision,
-        ) == expected
+        assert (
+            value(
+                after_first,
+                "commentguard_comments_scored_total",
+                account=account_label,
+                site=site,
+                decision=decision,
+            )
+            == expected
+        )
     for kind, n in expected_kinds.items():
         grew = value(after_first, "commentguard_labels_total", kind=kind) - value(
             before, "commentguard_labels_total", kind=kind
