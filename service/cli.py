@@ -230,11 +230,14 @@ def _setup_logging(settings: Settings) -> None:
     configure_logging(settings)
 
 
-def _celery_logging(settings: Settings) -> None:
+def _celery_logging(settings: Settings, loglevel: str | None = None) -> None:
     """Make Celery leave logging to us (JSON or text per settings, with the request id)."""
     from celery.signals import setup_logging
 
     from service.logs import configure_logging
+
+    if loglevel:
+        settings = settings.model_copy(update={"log_level": loglevel})
 
     def configure(**_kwargs: object) -> None:
         configure_logging(settings)
@@ -368,7 +371,7 @@ def worker(
     except (ArtifactError, BrokerNotConfigured) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    _celery_logging(settings)
+    _celery_logging(settings, loglevel)
     tasks.configure(settings)
     if pool != "prefork":
         tasks.context()  # no fork will follow: open the database and load the model now
@@ -407,7 +410,7 @@ def beat(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _celery_logging(settings)
+    _celery_logging(settings, loglevel)
     celery.Beat(
         loglevel=loglevel or settings.log_level,
         schedule=str(settings.data_dir / "celerybeat-schedule"),

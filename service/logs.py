@@ -95,11 +95,21 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
+class TextFormatter(logging.Formatter):
+    """Plain lines with the request id in brackets ("-" when none is bound)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = "-"
+        return super().format(record)
+
+
 def configure_logging(settings: Settings) -> None:
     """Send the root logger's lines to stderr (and `log_file`), as JSON or text per settings."""
-    formatter: logging.Formatter = (
-        JsonFormatter() if settings.json_logs else logging.Formatter(TEXT_FORMAT)
-    )
+    formatter: logging.Formatter = JsonFormatter() if settings.json_logs else TextFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if settings.log_file is not None:
         settings.log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,13 @@ import httpx
 import pytest
 
 from service.embedded import Supervisor
-from service.logs import JsonFormatter, RequestIdFilter, bound, configure_logging
+from service.logs import (
+    JsonFormatter,
+    RequestIdFilter,
+    TextFormatter,
+    bound,
+    configure_logging,
+)
 from service.settings import Settings
 from tests.service.conftest import (
     CallbackReceiver,
@@ -165,5 +171,8 @@ def test_format_exceptions_and_text_lines() -> None:
     assert first["comment_id"] == "c-1"
     assert "ValueError: boom" in first["exception"]
     assert second["request_id"] is None
+    text = TextFormatter()
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "plain %s", ("line",), None)
+    assert text.format(record).endswith("INFO x [-]: plain line")
     assert make_settings(environment="local").json_logs is False
     assert make_settings(environment="local", log_format="json").json_logs is True
