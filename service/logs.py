@@ -32,6 +32,7 @@ request_id: ContextVar[str | None] = ContextVar("commentguard_request_id", defau
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 access_log = logging.getLogger("commentguard.access")
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 # LogRecord attributes that are not "extra" fields.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -163,8 +164,11 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
+            # Probes and scrapes come every few seconds: their lines are DEBUG.
+            level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
+            if access_log.isEnabledFor(level):
+                access_log.log(
+                    level,
                     "%s %s %d",
                     scope["method"],
                     scope["path"],
