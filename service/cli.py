@@ -414,6 +414,7 @@ def beat(
     celery.Beat(
         loglevel=loglevel or settings.log_level,
         schedule=str(settings.data_dir / "celerybeat-schedule"),
+        quiet=settings.json_logs,  # the banner is not a log line
     ).run()
 
 

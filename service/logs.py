@@ -124,6 +124,7 @@ def configure_logging(settings: Settings) -> None:
         handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    logging.captureWarnings(True)  # Python warnings become log lines too
     for chatty in ("httpx", "alembic.runtime.plugins"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # uvicorn's own loggers go through the root handlers, in the same format.
