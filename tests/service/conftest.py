@@ -222,6 +222,7 @@ class Received:
     body: dict[str, Any]
     signature_ok: bool
     at: float
+    request_id: str | None = None
 
 
 @dataclass
@@ -252,7 +253,16 @@ class CallbackReceiver:
             if parts[0] == "fail" and attempt <= int(parts[1]):
                 self.changed.notify_all()
                 return 500
-            self.received.append(Received(delivery_id, body["id"], body, ok, time.monotonic()))
+            self.received.append(
+                Received(
+                    delivery_id,
+                    body["id"],
+                    body,
+                    ok,
+                    time.monotonic(),
+                    headers.get("X-Request-Id"),
+                )
+            )
             self.changed.notify_all()
         return 200
 
@@ -384,6 +394,36 @@ def live_server(akismet_settings: Settings) -> Iterator[LiveServer]:
         if not server.started:
             pytest.fail("uvicorn exited before it started")
         yield LiveServer(f"http://127.0.0.1:{port}", akismet_settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextlib.contextmanager
+def serve_app(settings: Settings) -> Iterator[str]:
+    """`create_app(settings)` served by uvicorn on a free loopback port; yields its base URL."""
+    import socket
+
+    import uvicorn
+
+    from service.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings), lifespan="on", log_level="warning", log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), 30, "uvicorn to start")
+        if not server.started:
+            pytest.fail("uvicorn exited before it started")
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
