@@ -46,13 +46,15 @@ from tests.service.conftest import (
     Account,
     CallbackReceiver,
     create_account,
+    live_server,
     make_settings,
     models_dir,
     receiver,
     wait_until,
 )
 
-__all__ = ["models_dir", "receiver"]  # fixtures shared with tests/service, re-exported here
+# Fixtures shared with tests/service, re-exported here.
+__all__ = ["live_server", "models_dir", "receiver"]
 
 # --- a private PostgreSQL cluster --------------------------------------------------------
 
