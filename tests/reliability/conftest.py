@@ -31,9 +31,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, text
 
-from service import db, tables
+from service import db
 from service.embedded import (
     Supervisor,
     child_env,
@@ -50,6 +50,8 @@ from tests.service.conftest import (
     make_settings,
     models_dir,
     receiver,
+    scored_count,
+    verdicts_per_comment,
     wait_until,
 )
 
@@ -477,31 +479,6 @@ class Poster:
 # --- what the database and the receiver hold ---------------------------------------------------
 
 
-def verdict_counts(sessions: db.SessionFactory, ids: list[str]) -> Counter[str]:
-    """Verdict rows per comment id."""
-    with sessions() as session:
-        rows = session.execute(
-            select(tables.Verdict.comment_id).where(
-                tables.Verdict.comment_id.in_([uuid.UUID(i) for i in ids])
-            )
-        ).scalars()
-        return Counter(str(r) for r in rows)
-
-
-def scored_count(sessions: db.SessionFactory, ids: list[str]) -> int:
-    with sessions() as session:
-        return int(
-            session.execute(
-                select(func.count())
-                .select_from(tables.Comment)
-                .where(
-                    tables.Comment.id.in_([uuid.UUID(i) for i in ids]),
-                    tables.Comment.status == tables.CommentStatus.SCORED,
-                )
-            ).scalar_one()
-        )
-
-
 def assert_scored_once_and_called_back(
     ids: list[str],
     sessions: db.SessionFactory,
@@ -534,7 +511,7 @@ def assert_scored_once_and_called_back(
             pytest.fail(f"{len(missing)} callbacks not delivered within {timeout:.0f}s")
         with receiver.changed:
             receiver.changed.wait(0.5)
-    counts = verdict_counts(sessions, ids)
+    counts = verdicts_per_comment(sessions, ids)
     assert set(counts) == wanted and set(counts.values()) == {1}, "one verdict per comment"
     mine = [r for r in receiver.received if r.comment_id in wanted]
     assert all(r.signature_ok for r in mine), "every callback is signed with the site's secret"
