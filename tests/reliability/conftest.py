@@ -282,6 +282,7 @@ class Workers:
         self.beat = Supervisor()
         self.workers = Supervisor()
         self.kills = 0
+        self.crashes: list[str] = []
 
     def start(self) -> None:
         start_workers(self.workers, self.env, concurrency=2, callback_threads=8, with_beat=False)
@@ -295,6 +296,19 @@ class Workers:
             _kill_group(process, signal.SIGKILL)
         self.workers.children.clear()
         self.kills += 1
+
+    def restart_exited(self) -> None:
+        """Start the workers again if one has exited, as a deployment's restart policy would.
+
+        Needed when Redis goes away: kombu 5.7 can fail to close the lost connection
+        (AttributeError in restore_unacked) and the worker exits with "Unrecoverable error".
+        """
+        exited = [name for name, process in self.workers.children if process.poll() is not None]
+        if exited:
+            self.crashes.extend(exited)
+            self.kill()
+            self.kills -= 1
+            self.start()
 
     def check_alive(self) -> None:
         for name, process in [*self.workers.children, *self.beat.children]:
