@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from service import db, security, tables
@@ -428,3 +429,32 @@ def serve_app(settings: Settings) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+# --- what the database holds (shared with tests/reliability) --------------------------------
+
+
+def scored_count(sessions: db.SessionFactory, ids: list[str]) -> int:
+    """How many of these comments are scored."""
+    with sessions() as session:
+        return int(
+            session.execute(
+                select(func.count())
+                .select_from(tables.Comment)
+                .where(
+                    tables.Comment.id.in_([uuid.UUID(i) for i in ids]),
+                    tables.Comment.status == tables.CommentStatus.SCORED,
+                )
+            ).scalar_one()
+        )
+
+
+def verdicts_per_comment(sessions: db.SessionFactory, ids: list[str]) -> Counter[str]:
+    """Verdict rows per comment id."""
+    with sessions() as session:
+        rows = session.execute(
+            select(tables.Verdict.comment_id).where(
+                tables.Verdict.comment_id.in_([uuid.UUID(i) for i in ids])
+            )
+        ).scalars()
+        return Counter(str(r) for r in rows)
