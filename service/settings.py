@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=60, ge=1)
     callback_worker_threads: int = Field(default=16, ge=1)
 
+    # --- the moderator web console (/console) ---
+    # How long a console login lasts, seconds (the session ends earlier on logout).
+    console_session_seconds: int = Field(default=12 * 3600, ge=60)
+    # Failed logins for one user name within the lockout window that lock it for the rest of
+    # that window (counted in the database, so every API process sees the same count).
+    console_login_max_failures: int = Field(default=5, ge=1)
+    console_login_lockout_seconds: int = Field(default=900, ge=1)
+    # Send the session cookie with `Secure` (HTTPS only). None: on in production, off locally.
+    console_secure_cookie: bool | None = None
+    # Comments per page of the moderation queue.
+    console_page_size: int = Field(default=50, ge=1, le=500)
+
     @field_validator("callback_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -74,3 +86,9 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def console_cookie_secure(self) -> bool:
+        if self.console_secure_cookie is not None:
+            return self.console_secure_cookie
+        return self.environment != "local"
