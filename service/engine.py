@@ -135,6 +135,7 @@ def to_record(row: tables.Comment) -> Comment:
         user_role=row.user_role,
         honeypot=row.honeypot,
         extra=dict(row.extra or {}),
+        site=str(row.site_id) if row.site_id is not None else "",
     )
 
 

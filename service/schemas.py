@@ -156,3 +156,37 @@ class ReadyOut(BaseModel):
     status: str
     checks: dict[str, str] = Field(description='"ok", or what failed, for model/database/redis.')
     model_version: str | None = None
+
+
+# --- the model registry (service/routers/models.py) -----------------------------------------
+
+
+class ModelVersionOut(BaseModel):
+    version: str
+    status: str = Field(description="candidate, active, retired or rejected.")
+    created_at: str | None = None
+    n_examples: int | None = None
+    thresholds: dict[str, float] | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    gate: dict[str, Any] | None = Field(
+        default=None, description="The promotion gate's decision and numbers (retrained only)."
+    )
+    sites: list[str] = Field(default_factory=list, description="Sites with per-site features.")
+    run_id: str | None = None
+    reason: str = ""
+
+
+class ModelsOut(BaseModel):
+    active: str | None
+    versions: list[ModelVersionOut]
+
+
+class RetrainQueuedOut(BaseModel):
+    run_id: str
+    status: str
+    url: str = Field(description="Where the run's outcome can be read.")
+
+
+class ActivatedOut(BaseModel):
+    active: str
+    previous: str | None

@@ -24,7 +24,8 @@ from service import tables
 from service.callbacks import Claim, attempt, claim_new, deliver, make_client
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comment
-from service.queue import DELIVER_TASK, SCORE_TASK, SWEEP_TASK
+from service.queue import DELIVER_TASK, RETRAIN_CHECK_TASK, RETRAIN_TASK, SCORE_TASK, SWEEP_TASK
+from service.retraining import retrain_if_due, run_retrain
 from service.schemas import CallbackBody
 from service.settings import Settings
 from service.sweep import find_stale
@@ -185,3 +186,23 @@ def sweep_pending(self: Task) -> None:
             len(stale.comment_ids),
             len(stale.delivery_ids),
         )
+
+
+# --- retraining (its own queue and worker) -------------------------------------------------
+# Not acked late: a retrain that died with its worker is not worth repeating blindly (the next
+# schedule or label count triggers another), and running one twice would make two versions.
+
+
+@shared_task(bind=True, name=RETRAIN_TASK, acks_late=False)
+def retrain_model(self: Task, run_id: str | None = None, trigger: str = "manual") -> None:
+    """Retrain from the database's labels; the gate decides whether the candidate goes live."""
+    ctx = context()
+    run_retrain(ctx.settings, ctx.sessions, run_id=run_id, trigger=trigger)
+    ctx.models.reload_if_changed()
+
+
+@shared_task(bind=True, name=RETRAIN_CHECK_TASK, acks_late=False)
+def retrain_check(self: Task) -> None:
+    """Retrain if enough labels arrived since the last run."""
+    ctx = context()
+    retrain_if_due(ctx.settings, ctx.sessions)
