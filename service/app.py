@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
-from service import errors
+from service import console, errors
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(akismet.router)
     app.include_router(models_router.router)
+    console.install(app)  # the moderator web console under /console
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

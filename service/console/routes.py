@@ -15,12 +15,15 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, Signer
 
+from classifier import registry
+from classifier.artifact import ArtifactError
 from service import tables
 from service.console import auth, views
 from service.console.auth import ConsoleUser
 from service.console.web import PREFIX
 from service.deps import ServicesDep, SessionDep
 from service.errors import ApiError
+from service.routers import models
 from service.settings import Settings
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -291,6 +294,52 @@ def sites_page(
     """Per-site counts, and (admins) the thresholds."""
     context = views.sites_context(session, services, user)
     return views.render(request, "sites.html", context)
+
+
+# --- models --------------------------------------------------------------------------------
+
+MODEL_MESSAGES = {
+    "retrain": ("Retrain queued: its run appears below.", ""),
+    "activated": ("Version activated: every process serves it within seconds.", ""),
+    "rolled-back": ("Rolled back to the previously active version.", ""),
+}
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(
+    request: Request, user: ConsoleUserDep, services: ServicesDep, session: SessionDep
+) -> Response:
+    """Every model version with its status, metrics and gate; the active model's pictures."""
+    context = views.models_context(session, services, user)
+    message = MODEL_MESSAGES.get(request.query_params.get("done", ""))
+    context["flashes"] = [message] if message else []
+    return views.render(request, "models.html", context)
+
+
+@router.post("/models/retrain")
+def retrain_model(user: AdminDep, services: ServicesDep) -> Response:
+    """Queue a retrain (admins), as `POST /v1/models/retrain` does."""
+    models.request_retrain(user.principal.id, services.settings, services.queue)
+    return RedirectResponse(f"{PREFIX}/models?done=retrain", status_code=303)
+
+
+@router.post("/models/rollback")
+def rollback_model(user: AdminDep, services: ServicesDep) -> Response:
+    """Activate the previously active version again (admins)."""
+    try:
+        registry.rollback(services.settings.models_dir)
+    except LookupError as exc:
+        raise ApiError(409, "no_previous_version", str(exc)) from exc
+    except ArtifactError as exc:
+        raise ApiError(409, "invalid_artifact", f"rollback refused: {exc.reason}") from exc
+    return RedirectResponse(f"{PREFIX}/models?done=rolled-back", status_code=303)
+
+
+@router.post("/models/{version}/activate")
+def activate_model(version: str, user: AdminDep, services: ServicesDep) -> Response:
+    """Verify a version and serve it (admins), as `POST /v1/models/{version}/activate` does."""
+    models.activate_model(version, user.principal.id, services.settings)
+    return RedirectResponse(f"{PREFIX}/models?done=activated", status_code=303)
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -13,16 +13,19 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from classifier import registry
+from classifier.artifact import active_version
 from service import labels, tables
-from service.console import highlight, web
+from service.console import charts, highlight, web
 from service.console.auth import ConsoleUser
 from service.deps import Services
 from service.errors import ApiError
 from service.routers import moderation
 from service.schemas import BulkLabelIn, BulkLabelItem, LabelIn, QueueItemOut
+from training.retrain import list_runs
 
 DECISIONS = (
     ("unsure", "Unsure (held)"),
@@ -404,4 +407,148 @@ def sites_context(session: Session, services: Services, user: ConsoleUser) -> di
         "user": user,
         "stats": stats,
         "thresholds": _thresholds(services),
+    }
+
+
+# --- models --------------------------------------------------------------------------------
+
+CHART_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    """A model version as the models page lists it."""
+
+    version: str
+    status: str
+    created_at: str | None
+    n_examples: int | None
+    thresholds: dict[str, float] | None
+    metrics: dict[str, Any]
+    gate: dict[str, Any] | None
+    reason: str
+    run_id: str | None
+
+
+def _headline_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The validation metrics at the spam threshold, where training and retraining put them."""
+    validation = metrics.get("validation")
+    if isinstance(validation, Mapping):
+        found = validation.get("at_spam_threshold")
+        if isinstance(found, Mapping):
+            return dict(found)
+    return {}
+
+
+def labelled_scores(
+    session: Session, user: ConsoleUser, version: str
+) -> tuple[list[float], list[bool]]:
+    """Scores by model `version` of the comments since labelled, with their (newest) labels,
+    on the sites the user may see."""
+    newest = (
+        select(tables.Label.comment_id, func.max(tables.Label.id).label("id"))
+        .group_by(tables.Label.comment_id)
+        .subquery()
+    )
+    query = (
+        select(tables.Verdict.score, tables.Label.label)
+        .join(tables.Comment, tables.Comment.id == tables.Verdict.comment_id)
+        .join(newest, newest.c.comment_id == tables.Verdict.comment_id)
+        .join(tables.Label, tables.Label.id == newest.c.id)
+        .where(tables.Verdict.model_version == version, tables.Comment.is_test.is_(False))
+    )
+    if user.principal.site_ids is not None:
+        query = query.where(tables.Comment.site_id.in_(sorted(user.principal.site_ids)))
+    scores: list[float] = []
+    spam: list[bool] = []
+    for score, label in session.execute(query):
+        scores.append(float(score))
+        spam.append(label == tables.LabelValue.SPAM.value)
+    return scores, spam
+
+
+def mistakes_per_day(
+    session: Session, user: ConsoleUser, days: int = CHART_DAYS
+) -> tuple[list[date], list[int], list[int]]:
+    """Label events per day (UTC) saying the verdict was a false positive, or missed spam."""
+    today = tables.utcnow().date()
+    start = today - timedelta(days=days - 1)
+    query = select(tables.LabelAudit.created_at, tables.LabelAudit.kind).where(
+        tables.LabelAudit.created_at >= datetime.combine(start, time(), UTC),
+        tables.LabelAudit.kind.in_(
+            [tables.LabelKind.FALSE_POSITIVE.value, tables.LabelKind.MISSED_SPAM.value]
+        ),
+    )
+    if user.principal.site_ids is not None:
+        query = query.join(tables.Comment, tables.Comment.id == tables.LabelAudit.comment_id).where(
+            tables.Comment.site_id.in_(sorted(user.principal.site_ids))
+        )
+    axis = [start + timedelta(days=i) for i in range(days)]
+    index = {day: i for i, day in enumerate(axis)}
+    false_positives = [0] * days
+    missed = [0] * days
+    for created_at, kind in session.execute(query):
+        i = index.get(created_at.astimezone(UTC).date())
+        if i is None:
+            continue
+        if kind == tables.LabelKind.FALSE_POSITIVE.value:
+            false_positives[i] += 1
+        else:
+            missed[i] += 1
+    return axis, false_positives, missed
+
+
+def models_context(session: Session, services: Services, user: ConsoleUser) -> dict[str, Any]:
+    """Everything models.html shows: versions, the gate, and the active model's pictures."""
+    models_dir = services.settings.models_dir
+    active = active_version(models_dir)
+    rows = [
+        ModelRow(
+            version=row["version"],
+            status=row["status"],
+            created_at=row.get("created_at"),
+            n_examples=row.get("n_examples"),
+            thresholds=row.get("thresholds"),
+            metrics=_headline_metrics(row.get("metrics") or {}),
+            gate=row.get("gate"),
+            reason=row.get("reason", ""),
+            run_id=row.get("run_id"),
+        )
+        for row in reversed(registry.versions(models_dir))
+    ]
+    pictures: dict[str, Any] = {}
+    n_labelled = 0
+    if active is not None:
+        scores, spam = labelled_scores(session, user, active)
+        n_labelled = len(scores)
+        curve = charts.precision_recall(scores, spam)
+        if curve is not None:
+            pictures["pr"] = charts.pr_curve_svg(
+                curve, f"Precision-recall of {active} on labelled comments"
+            )
+            pictures["average_precision"] = curve.average_precision
+        if scores:
+            pictures["histogram"] = charts.histogram_svg(
+                [s for s, y in zip(scores, spam, strict=True) if y],
+                [s for s, y in zip(scores, spam, strict=True) if not y],
+                f"Scores of {active} by true label",
+            )
+    axis, false_positives, missed = mistakes_per_day(session, user)
+    session.commit()
+    pictures["mistakes"] = charts.series_svg(
+        axis,
+        [("false positives", false_positives), ("missed spam", missed)],
+        f"False positives and missed spam per day, last {CHART_DAYS} days",
+    )
+    return {
+        "page": "models",
+        "user": user,
+        "active": active,
+        "rollback_to": registry.previous_active(models_dir),
+        "rows": rows,
+        "pictures": pictures,
+        "n_labelled": n_labelled,
+        "mistake_totals": (sum(false_positives), sum(missed)),
+        "runs": list(reversed(list_runs(models_dir)))[:5],
+        "can_retrain": services.queue is not None,
     }
