@@ -15,7 +15,7 @@ from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
 from service.queue import TaskQueue
-from service.routers import akismet, comments, health, sites
+from service.routers import akismet, comments, health, moderation, sites
 from service.routers import models as models_router
 from service.settings import Settings
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(akismet.router)
     app.include_router(models_router.router)
+    app.include_router(moderation.router)
     console.install(app)  # the moderator web console under /console
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

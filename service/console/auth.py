@@ -77,15 +77,19 @@ def locked_until(session: Session, name: str, settings: Settings) -> datetime | 
     """When the lockout of `name` ends, or None if it may try to log in now."""
     now = tables.utcnow()
     window = timedelta(seconds=settings.console_login_lockout_seconds)
-    failures = session.execute(
-        select(tables.ConsoleLoginFailure.created_at)
-        .where(
-            tables.ConsoleLoginFailure.user_name == name,
-            tables.ConsoleLoginFailure.created_at > now - window,
+    failures = (
+        session.execute(
+            select(tables.ConsoleLoginFailure.created_at)
+            .where(
+                tables.ConsoleLoginFailure.user_name == name,
+                tables.ConsoleLoginFailure.created_at > now - window,
+            )
+            .order_by(tables.ConsoleLoginFailure.created_at.desc())
+            .limit(settings.console_login_max_failures)
         )
-        .order_by(tables.ConsoleLoginFailure.created_at.desc())
-        .limit(settings.console_login_max_failures)
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     if len(failures) < settings.console_login_max_failures:
         return None
     return failures[-1] + window
@@ -156,5 +160,7 @@ def current_user(session: Session, cookie: str | None, settings: Settings) -> Co
 
 def logout(session: Session, user: ConsoleUser) -> None:
     """End the session everywhere (commits)."""
-    session.execute(delete(tables.ConsoleSession).where(tables.ConsoleSession.id == user.session_id))
+    session.execute(
+        delete(tables.ConsoleSession).where(tables.ConsoleSession.id == user.session_id)
+    )
     session.commit()

@@ -40,9 +40,7 @@ _SIGNAL_PATTERNS: dict[str, re.Pattern[str]] = {
     ),
     "exclamations": re.compile(r"!+"),
     "repeated_chars": re.compile(r"(.)\1{3,}"),
-    "mixed_scripts": re.compile(
-        "\\b(?=\\w*[A-Za-z])(?=\\w*[\u0370-\u03ff\u0400-\u052f])\\w+\\b"
-    ),
+    "mixed_scripts": re.compile("\\b(?=\\w*[A-Za-z])(?=\\w*[\u0370-\u03ff\u0400-\u052f])\\w+\\b"),
 }
 
 
@@ -130,9 +128,11 @@ def _pattern_for(feature: str) -> re.Pattern[str] | None:
         return re.compile(re.escape(fragment), re.IGNORECASE) if len(fragment) >= 2 else None
     if family == "domain":
         _kind, _, domain = term.partition(":")
-        return re.compile(rf"(?<![\w.-]){re.escape(domain)}(?![\w-])", re.IGNORECASE) if (
-            domain
-        ) else None
+        return (
+            re.compile(rf"(?<![\w.-]){re.escape(domain)}(?![\w-])", re.IGNORECASE)
+            if (domain)
+            else None
+        )
     if family == "signal":
         if term == "shortened_link":
             hosts = "|".join(re.escape(host) for host in sorted(URL_SHORTENERS))

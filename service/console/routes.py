@@ -85,8 +85,11 @@ def _is_htmx(request: Request) -> bool:
 
 def _safe_next(value: str | None) -> str:
     """Only a path of the console itself (never another site, never `//host`)."""
-    if value and value.startswith(PREFIX + "/") and not value.startswith("//") and (
-        "\\" not in value
+    if (
+        value
+        and value.startswith(PREFIX + "/")
+        and not value.startswith("//")
+        and ("\\" not in value)
     ):
         return value
     return f"{PREFIX}/queue"
@@ -96,7 +99,9 @@ def _login_signer(settings: Settings) -> Signer:
     return Signer(settings.secret_key, salt=_LOGIN_SALT)
 
 
-def _set_cookie(response: Response, name: str, value: str, max_age: int, settings: Settings) -> None:
+def _set_cookie(
+    response: Response, name: str, value: str, max_age: int, settings: Settings
+) -> None:
     response.set_cookie(
         name,
         value,
@@ -185,7 +190,9 @@ def login(
             request, settings, next=target, error=error, username=username[:100], status=status
         )
     response = RedirectResponse(target, status_code=303)
-    _set_cookie(response, auth.COOKIE_NAME, result.cookie, settings.console_session_seconds, settings)
+    _set_cookie(
+        response, auth.COOKIE_NAME, result.cookie, settings.console_session_seconds, settings
+    )
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     return response
 

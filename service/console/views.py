@@ -232,7 +232,9 @@ def queue_context(
     query = filters.query_string()
     next_url = None
     if next_cursor:
-        next_url = f"{web.PREFIX}/queue?{urlencode({**dict(parse_qsl(query)), 'cursor': next_cursor})}"
+        next_url = (
+            f"{web.PREFIX}/queue?{urlencode({**dict(parse_qsl(query)), 'cursor': next_cursor})}"
+        )
     return {
         "page": "queue",
         "user": user,
@@ -259,7 +261,9 @@ def label_one(
     label: tables.LabelValue,
 ) -> Any:
     """Label one comment exactly as `POST /v1/comments/{id}/label` does."""
-    return moderation.label_comment(comment_id, LabelIn(label=label), user.principal, services, session)
+    return moderation.label_comment(
+        comment_id, LabelIn(label=label), user.principal, services, session
+    )
 
 
 def label_many(

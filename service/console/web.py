@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -66,7 +65,8 @@ def scorebar(score: float, decision: str, thresholds: dict[str, float] | None) -
         f'<svg class="scorebar" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" '
         f'aria-label="score {score:.3f}">',
         '<rect class="track" x="0" y="1" width="100" height="8"/>',
-        f'<rect class="fill {Markup.escape(decision)}" x="0" y="1" width="{width:.1f}" height="8"/>',
+        f'<rect class="fill {Markup.escape(decision)}" x="0" y="1" '
+        f'width="{width:.1f}" height="8"/>',
     ]
     for name in ("unsure", "spam", "discard"):
         cut = (thresholds or {}).get(name)
@@ -105,7 +105,3 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def template_context(**values: Any) -> dict[str, Any]:
-    return values

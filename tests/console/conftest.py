@@ -132,9 +132,7 @@ def site(console: Console) -> tuple[Account, str]:
 def check(console: Console, account: Account, blog: str, content: str, **fields: Any) -> str:
     """Send a comment through `POST /v1/check` (stored and scored); returns its id."""
     body = {"content": content, "blog": blog, "user_ip": "203.0.113.9", **fields}
-    response = httpx.post(
-        f"{console.url}/v1/check", json=body, headers=account.headers, timeout=30
-    )
+    response = httpx.post(f"{console.url}/v1/check", json=body, headers=account.headers, timeout=30)
     assert response.status_code == 200, response.text
     return str(response.json()["id"])
 

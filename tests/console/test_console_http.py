@@ -217,9 +217,7 @@ def test_send_the_security_headers(console: Console) -> None:
     assert "content-security-policy" not in httpx.get(f"{console.url}/healthz").headers
 
 
-def test_escape_comment_markup_in_every_page(
-    console: Console, site: tuple[Account, str]
-) -> None:
+def test_escape_comment_markup_in_every_page(console: Console, site: tuple[Account, str]) -> None:
     account, blog = site
     comment_id = check(
         console,

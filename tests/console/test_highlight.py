@@ -30,8 +30,10 @@ TEXT = st.lists(st.one_of(st.text(ALPHABET, max_size=30), HOSTILE), max_size=6).
 @st.composite
 def reasons_for(draw: st.DrawFn, text: str) -> list[dict[str, object]]:
     """Reasons whose terms are pieces of the text itself, or hostile strings, or anything."""
-    pieces = [text[i : j] for i in range(len(text)) for j in range(i + 1, min(len(text), i + 8))]
-    term = st.one_of(st.sampled_from(pieces) if pieces else st.just("x"), HOSTILE, st.text(max_size=8))
+    pieces = [text[i:j] for i in range(len(text)) for j in range(i + 1, min(len(text), i + 8))]
+    term = st.one_of(
+        st.sampled_from(pieces) if pieces else st.just("x"), HOSTILE, st.text(max_size=8)
+    )
     family = st.sampled_from(["word", "chars", "domain:link", "signal", "rule", ""])
     signal = st.sampled_from(["links", "money", "exclamations", "mentions", "repeated_chars"])
     reasons = []
