@@ -70,6 +70,8 @@ def _frame(title: str, x_label: str, y_label: str, y_max: float, y_format: str) 
         f'<line class="axis" x1="{_x(0):.1f}" y1="{_y(0):.1f}" x2="{_x(0):.1f}" y2="{_y(1):.1f}"/>',
     ]
     for tick in (0.0, 0.5, 1.0):
+        if y_format == ".0f" and tick == 0.5 and y_max % 2:
+            continue  # a count axis gets no half-way tick that is not a whole number
         parts.append(
             f'<text class="tick" x="{_x(0) - 4:.1f}" y="{_y(tick) + 3:.1f}" text-anchor="end">'
             f"{escape(format(tick * y_max, y_format))}</text>"
@@ -90,8 +92,11 @@ def _frame(title: str, x_label: str, y_label: str, y_max: float, y_format: str) 
 
 
 def _x_ticks(labels: Sequence[tuple[float, str]]) -> list[str]:
+    def anchor(at: float) -> str:
+        return "start" if at <= 0.0 else "end" if at >= 1.0 else "middle"
+
     return [
-        f'<text class="tick" x="{_x(at):.1f}" y="{_y(0) + 12:.1f}" text-anchor="middle">'
+        f'<text class="tick" x="{_x(at):.1f}" y="{_y(0) + 12:.1f}" text-anchor="{anchor(at)}">'
         f"{escape(text)}</text>"
         for at, text in labels
     ]
