@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -373,3 +374,13 @@ class ConsoleLoginFailure(Base):
     user_name: Mapped[str] = mapped_column(String(100))
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The moderation queue, least sure first: its page is read in this order and stops after a page,
+# whatever the queue's length (an expression index; SQLite and PostgreSQL both have them).
+Index(
+    "ix_verdicts_queue",
+    Verdict.decision,
+    func.abs(Verdict.score - 0.5),
+    Verdict.comment_id,
+)

@@ -36,6 +36,8 @@ DECISIONS = (
 )
 FILTER_KEYS = ("site", "decision", "since", "until", "q")
 MAX_SEARCH = 200
+# The queue's count stops here: counting a huge queue exactly would cost more than the page.
+COUNT_CAP = 1000
 UNDO_NOTE = "undo"
 
 
@@ -127,10 +129,12 @@ def _queue_args(filters: QueueFilters) -> dict[str, Any]:
 
 
 def queue_total(session: Session, user: ConsoleUser, filters: QueueFilters) -> int:
-    """How many comments the queue holds with these filters."""
+    """How many comments the queue holds with these filters (COUNT_CAP + 1: more than the cap)."""
     if filters.site is not None and not user.principal.can_see(filters.site):
         return 0
-    total = moderation.queue_count(session, user.principal, **_queue_args(filters))
+    total = moderation.queue_count(
+        session, user.principal, cap=COUNT_CAP, **_queue_args(filters)
+    )
     session.commit()
     return total
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def make_templates() -> Environment:
     env.filters["pct"] = _pct
     env.globals["htmx_file"] = HTMX_FILE
     env.globals["scorebar"] = scorebar
+    env.globals["count_cap"] = 1000  # views.COUNT_CAP
     return env
 
 
@@ -82,7 +84,9 @@ def scorebar(score: float, decision: str, thresholds: dict[str, float] | None) -
 
 class SecurityHeaders:
     """Adds the CSP and its companions to every response under /console (pages, fragments,
-    errors and static files alike); pages and fragments are also never cached."""
+    errors and static files alike); pages and fragments are also never cached. A
+    `Server-Timing: app;dur=<ms>` header tells how long the server took (bench/console.py
+    reads it)."""
 
     def __init__(self, app: ASGIApp, prefix: str = PREFIX) -> None:
         self.app = app
@@ -94,6 +98,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         static = path.startswith(self.prefix + "/static/")
+        started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -102,6 +107,8 @@ class SecurityHeaders:
                     headers[name] = value
                 if not static:
                     headers["cache-control"] = "no-store"
+                elapsed = (time.perf_counter() - started) * 1000
+                headers["server-timing"] = f"app;dur={elapsed:.1f}"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -235,7 +235,9 @@ def test_escape_comment_markup_in_every_page(console: Console, site: tuple[Accou
         ):
             text = client.get(path).text
             assert "<script>alert" not in text and "<img src=x" not in text
-            assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in text
+            assert re.search(
+                r"&lt;script&gt;alert\((&#34;|&quot;)x(&#34;|&quot;)\)&lt;/script&gt;", text
+            )
             assert "&lt;b onmouseover=&#34;alert(1)&#34;&gt;Eve&lt;/b&gt;" in text
             assert 'href="javascript:' not in text
 

@@ -1,4 +1,4 @@
-"""The moderator console: login sessions and failed logins.
+"""The moderator console: login sessions, failed logins, and an index for the queue.
 
 Revision ID: 0005
 Revises: 0003
@@ -20,6 +20,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # The queue is read least sure first: decision, then |score - 0.5|, then the comment.
+    op.create_index(
+        "ix_verdicts_queue",
+        "verdicts",
+        ["decision", sa.text("abs(score - 0.5)"), "comment_id"],
+        unique=False,
+    )
     op.create_table(
         "console_sessions",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -58,6 +65,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_verdicts_queue", table_name="verdicts")
     with op.batch_alter_table("console_login_failures", schema=None) as batch_op:
         batch_op.drop_index("ix_console_login_failures_user_name_created_at")
     op.drop_table("console_login_failures")
