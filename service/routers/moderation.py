@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -17,17 +18,21 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.routing import APIRoute
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Select,
+    SQLColumnExpression,
     and_,
     case,
     exists,
     func,
+    literal,
     literal_column,
     or_,
     select,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased, contains_eager
 
 from classifier import Decision
@@ -119,6 +124,32 @@ def _decode_cursor(cursor: str, order: Order) -> tuple[Any, uuid.UUID]:
         ) from exc
 
 
+class _FoldedLike(ColumnElement[bool]):
+    """`column` matches the LIKE `pattern` ignoring case: ILIKE on PostgreSQL; plain LIKE on
+    SQLite, which ignores ASCII case already (as its lower() does), so no lower() per row."""
+
+    inherit_cache = True
+    type = Boolean()
+
+    def __init__(self, column: SQLColumnExpression[str], pattern: str) -> None:
+        self.column = column
+        self.pattern = literal(pattern)
+
+
+@compiles(_FoldedLike)
+def _folded_like(element: _FoldedLike, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    return f"{column} ILIKE {pattern} ESCAPE '/'"
+
+
+@compiles(_FoldedLike, "sqlite")
+def _folded_like_sqlite(element: _FoldedLike, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    return f"{column} LIKE {pattern} ESCAPE '/'"
+
+
 def _uncertainty() -> ColumnElement[float]:
     # 0.5 written into the SQL, not bound: only then does the expression match the index
     # ix_verdicts_queue (SQLite and PostgreSQL compare index expressions as written).
@@ -154,20 +185,15 @@ def queue_select(
     if until is not None:
         query = query.where(comment.received_at < until)
     if search:
-        query = query.where(
-            or_(
-                *(
-                    column.icontains(search, autoescape=True)
-                    for column in (
-                        comment.content,
-                        comment.author,
-                        comment.author_email,
-                        comment.author_url,
-                        comment.user_ip,
-                    )
-                )
-            )
+        pattern = "%" + re.sub(r"([%_/])", r"/\1", search) + "%"
+        columns = (
+            comment.content,
+            comment.author,
+            comment.author_email,
+            comment.author_url,
+            comment.user_ip,
         )
+        query = query.where(or_(*(_FoldedLike(column, pattern) for column in columns)))
     return query
 
 

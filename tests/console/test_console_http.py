@@ -254,3 +254,29 @@ def test_label_many_at_once(console: Console, site: tuple[Account, str]) -> None
         assert response.status_code == 303
         assert response.headers["location"] == "/console/queue?site=1"
     assert [labels_of(console, i) for i in ids] == [["ham"], ["ham"], []]
+
+
+def test_filter_the_queue_by_search_and_date(console: Console, site: tuple[Account, str]) -> None:
+    account, blog = site
+    check(console, account, blog, "Loved the Recipe, thanks", author="Chef Ann")
+    check(console, account, blog, "100% agree with_this", author="Bob")
+    check(console, account, blog, "Nothing to see here", author_email="zed@mail.example")
+    site_id = site_id_of(console, account)
+
+    def shown(query: str) -> int:
+        page = client.get(f"/console/queue?site={site_id}&{query}")
+        assert page.status_code == 200
+        return page.text.count('class="item"')
+
+    with login_client(console, "ada") as client:
+        assert shown("") == 3
+        assert shown("q=RECIPE") == 1  # any case
+        assert shown("q=chef") == 1  # the author
+        assert shown("q=ZED%40mail") == 1  # the e-mail
+        assert shown("q=%25") == 1  # "%" is a character, not a wildcard
+        assert shown("q=e_e") == 0  # nor "_" (as a wildcard it would match "here")
+        assert shown("q=with_this") == 1
+        today = tables.utcnow().date()
+        assert shown(f"since={today.isoformat()}&until={today.isoformat()}") == 3
+        assert shown("until=2000-01-01") == 0
+        assert shown("since=not-a-date") == 3  # a malformed date is no filter
