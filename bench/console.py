@@ -414,7 +414,9 @@ def main() -> None:
             with database(postgres, folder) as url:
                 started = time.perf_counter()
                 seed(url, models, args.size)
-                print(f"{name}: seeded {args.size} comments in {time.perf_counter() - started:.1f}s")
+                print(
+                    f"{name}: seeded {args.size} comments in {time.perf_counter() - started:.1f}s"
+                )
                 with server(url, models, free_port()) as base:
                     result = {
                         "database": name,

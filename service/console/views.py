@@ -132,9 +132,7 @@ def queue_total(session: Session, user: ConsoleUser, filters: QueueFilters) -> i
     """How many comments the queue holds with these filters (COUNT_CAP + 1: more than the cap)."""
     if filters.site is not None and not user.principal.can_see(filters.site):
         return 0
-    total = moderation.queue_count(
-        session, user.principal, cap=COUNT_CAP, **_queue_args(filters)
-    )
+    total = moderation.queue_count(session, user.principal, cap=COUNT_CAP, **_queue_args(filters))
     session.commit()
     return total
 
