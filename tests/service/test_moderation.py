@@ -3,6 +3,7 @@ and the label callback delivered by a real worker to a signature-checking receiv
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -216,6 +217,32 @@ def test_relabel_newest_wins_and_audit_keeps_before_and_after(
     assert body["audit"][0]["note"] == "casino link"
     assert body["audit"][0]["user_id"] == admin.id
     assert body["comment"]["verdict"]["decision"] == "ham"
+
+
+def test_label_concurrently_keeps_the_audit_chain_whole(
+    client: TestClient, sessions: db.SessionFactory, account: Account, admin: User
+) -> None:
+    comment = seed_comment(sessions, make_site(sessions, account, "https://race.example"), 0.4)
+    start = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def apply(value: str) -> None:
+        start.wait()
+        statuses.append(label(client, admin, comment, value).status_code)
+
+    threads = [threading.Thread(target=apply, args=("spam" if i % 2 else "ham",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [201] * 8
+    audit = client.get(f"/v1/moderation/comments/{comment}/history", headers=admin.headers).json()[
+        "audit"
+    ]
+    assert len(audit) == 8
+    # Each label saw the one committed before it: no two share a "before".
+    assert [a["before"] for a in audit] == [None] + [a["after"] for a in audit[:-1]]
 
 
 def test_refuse_invalid_label(
