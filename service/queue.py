@@ -109,7 +109,9 @@ def make_celery(settings: Settings) -> Celery:
             "retrain-if-due": {
                 "task": RETRAIN_CHECK_TASK,
                 "schedule": timedelta(seconds=settings.retrain_check_interval_seconds),
-                "options": {"expires": settings.retrain_check_interval_seconds},
+                # A check that waited a minute is still worth running (it is cheap); one that
+                # expired too soon would never run on a busy worker.
+                "options": {"expires": max(settings.retrain_check_interval_seconds, 60.0)},
             },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),

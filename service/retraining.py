@@ -153,9 +153,11 @@ def run_retrain(
     run_id: str | None = None,
     trigger: str = "manual",
     report: Report | None = None,
+    record_skip: bool = True,
 ) -> RetrainResult | None:
     """Retrain now from the database's labels; None if another retrain is running (the run
-    is recorded as skipped). A failure is recorded as failed and raised."""
+    is recorded as skipped unless `record_skip` is false). A failure is recorded as failed
+    and raised."""
     run_id = run_id or new_run_id()
     before = read_run(settings.models_dir, run_id) or {}
     base = {"trigger": trigger, "queued_at": before.get("queued_at")}
@@ -196,6 +198,8 @@ def run_retrain(
                 raise
     except RetrainBusy as exc:
         log.info("retrain %s skipped: %s", run_id, exc)
+        if not record_skip:
+            return None
         write_run(
             settings.models_dir,
             run_id,
@@ -220,4 +224,5 @@ def retrain_if_due(settings: Settings, sessions: SessionFactory) -> RetrainResul
         log.debug("retrain not due: %d new labels of %d", count, settings.retrain_label_count)
         return None
     log.info("retrain due: %d new labels since %s", count, since)
-    return run_retrain(settings, sessions, trigger=f"labels:{count}")
+    # A periodic check that finds a retrain running is not worth a record of its own.
+    return run_retrain(settings, sessions, trigger=f"labels:{count}", record_skip=False)

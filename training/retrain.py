@@ -150,7 +150,8 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """The metrics of a model at its own `spam` threshold (the decision it takes)."""
     if not comments:
-        return classification_metrics([], [], model.thresholds.spam)
+        return {"n": 0, "spam": 0, "precision": None, "recall": None, "f1": None, "mcc": None,
+                "fpr": None, "roc_auc": None}  # fmt: skip
     scores = model.probabilities(comments)
     return classification_metrics(list(labels), scores, model.thresholds.spam)
 
