@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -14,6 +14,8 @@ from service import console, errors
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
+from service.labels import AppliedLabel, LabelHook
+from service.memory import NearDuplicateMemory, remember_label
 from service.queue import TaskQueue
 from service.routers import akismet, comments, health, moderation, sites
 from service.routers import models as models_router
@@ -35,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if services.queue is not None:
                 services.queue.close()
+            if services.memory is not None:
+                services.memory.close()
             services.engine.dispose()
 
     app = FastAPI(
@@ -68,7 +72,29 @@ def build_services(settings: Settings) -> Services:
     queue = TaskQueue(settings) if settings.redis_url else None
     if queue is None:
         log.warning("COMMENTGUARD_REDIS_URL is not set: comments are queued by the sweep only")
-    return Services(settings, engine, make_session_factory(engine), models, queue)
+    services = Services(settings, engine, make_session_factory(engine), models, queue)
+    services.memory = NearDuplicateMemory.from_settings(settings)
+    if services.memory is not None:
+        services.label_hooks.append(_remember_labels(services.memory))
+    return services
+
+
+def _remember_labels(memory: NearDuplicateMemory) -> LabelHook:
+    """A label hook putting every committed label (moderators', bulk, Akismet feedback) into
+    the near-duplicate memory, so that near-copies of the comment take it at once."""
+
+    def hook(applied: Sequence[AppliedLabel]) -> None:
+        for item in applied:
+            remember_label(
+                memory,
+                item.comment_id,
+                item.account_id,
+                item.content,
+                item.label.value,
+                item.label_id,
+            )
+
+    return hook
 
 
 class BodySizeLimit:

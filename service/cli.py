@@ -211,6 +211,10 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+memory_app = typer.Typer(
+    help="The near-duplicate memory of labelled comments.", no_args_is_help=True
+)
+app.add_typer(memory_app, name="memory")
 
 QUEUE_NAMES = {
     "scoring": "commentguard.scoring",
@@ -739,6 +743,30 @@ def users_list(
             "all" if u.role == "admin" else ", ".join(u.sites) or "-",
         )
     Console().print(table)
+
+
+@memory_app.command("rebuild")
+def memory_rebuild() -> None:
+    """Put every comment's current label into the near-duplicate memory again (in Redis)."""
+    from service import db
+    from service.memory import NearDuplicateMemory, rebuild
+
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    memory = NearDuplicateMemory.from_settings(settings)
+    if memory is None:
+        console.print(
+            "[red]error:[/red] the memory needs COMMENTGUARD_REDIS_URL and "
+            "COMMENTGUARD_NEAR_DUPLICATE_ENABLED=true"
+        )
+        raise typer.Exit(2)
+    engine = db.make_engine(settings)
+    try:
+        count = rebuild(db.make_session_factory(engine), memory)
+    finally:
+        engine.dispose()
+        memory.close()
+    console.print(f"{count} labelled comments remembered")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,18 @@ class Settings(BaseSettings):
     # Comments per page of the moderation queue.
     console_page_size: int = Field(default=50, ge=1, le=500)
 
+    # Near-duplicate memory (service/memory.py): a labelled comment's near-copies take its
+    # label at once, before any retraining. Needs redis_url; off without it.
+    near_duplicate_enabled: bool = True
+    # Estimated Jaccard similarity of two texts' character 5-gram shingles to count as a match.
+    near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
+    # MinHash permutations per signature (more: a finer similarity estimate, a bigger entry).
+    near_duplicate_num_perm: int = Field(default=128, ge=16, le=1024)
+    # Texts with fewer distinct shingles are neither remembered nor matched (too short to tell).
+    near_duplicate_min_shingles: int = Field(default=24, ge=1)
+    # Redis socket timeout of a memory call: a slow Redis costs scoring at most this much.
+    near_duplicate_timeout_seconds: float = Field(default=0.25, gt=0)
+
     @field_validator("callback_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:

@@ -26,6 +26,7 @@ from service.callbacks import Claim, attempt, claim_new, deliver, make_client
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comment
 from service.labels import label_id_of, render_label_callback
+from service.memory import NearDuplicateMemory
 from service.queue import DELIVER_TASK, RETRAIN_CHECK_TASK, RETRAIN_TASK, SCORE_TASK, SWEEP_TASK
 from service.retraining import retrain_if_due, run_retrain
 from service.schemas import CallbackBody
@@ -45,6 +46,7 @@ class WorkerContext:
     models: ModelHolder
     client: httpx.Client
     senders: ThreadPoolExecutor
+    memory: NearDuplicateMemory | None = None  # near-duplicates of labelled comments
 
 
 _settings: Settings | None = None
@@ -80,6 +82,7 @@ def context() -> WorkerContext:
                 models,
                 make_client(_settings),
                 senders,
+                NearDuplicateMemory.from_settings(_settings),
             )
         return _context
 
@@ -131,6 +134,7 @@ def score_comment(self: Task, comment_id: str) -> None:
             uuid.UUID(comment_id),
             ctx.models.current,
             partial(_claim_first, ctx) if threads_free else None,
+            ctx.memory,
         )
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
