@@ -421,6 +421,7 @@ def sites_context(session: Session, services: Services, user: ConsoleUser) -> di
         "user": user,
         "stats": stats,
         "thresholds": _thresholds(services),
+        "model_version": services.models.current.version if services.models.loaded else None,
     }
 
 

@@ -280,3 +280,32 @@ def test_filter_the_queue_by_search_and_date(console: Console, site: tuple[Accou
         assert shown(f"since={today.isoformat()}&until={today.isoformat()}") == 3
         assert shown("until=2000-01-01") == 0
         assert shown("since=not-a-date") == 3  # a malformed date is no filter
+
+
+def test_link_a_near_duplicate_to_the_matched_comment(
+    console: Console, site: tuple[Account, str]
+) -> None:
+    from sqlalchemy import update
+
+    account, blog = site
+    original = check(console, account, blog, "Win a free phone, click here now")
+    copy = check(console, account, blog, "Win a free phone, click here now!")
+    reason = {
+        "feature": "near_duplicate:spam",
+        "description": f"a near-duplicate (93% similar) of comment {original}, labelled spam",
+        "weight": 1.0,
+        "kind": "near_duplicate",
+        "comment_id": original,
+        "label": "spam",
+        "similarity": 0.93,
+    }
+    with console.sessions() as session:
+        session.execute(
+            update(tables.Verdict)
+            .where(tables.Verdict.comment_id == uuid.UUID(copy))
+            .values(reasons=[reason])
+        )
+        session.commit()
+    with login_client(console, "ada") as client:
+        page = client.get(f"/console/comments/{copy}").text
+        assert f'<a href="/console/comments/{original}">the matched comment</a>' in page
