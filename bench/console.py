@@ -356,7 +356,10 @@ def report(results: list[dict[str, Any]], requests: int, model: str) -> str:
         "HTTP on loopback. Targets: the queue page ≤ 200 ms server-side; a decision ≤ 100 ms "
         "from keystroke to the next comment shown.",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}. Load average (1 min) during the runs: "
+        + ", ".join(f"{r['database']} {r['load']:.1f}" for r in results)
+        + f" on {os.cpu_count()} cores (other work was running: the p99s are mostly waiting for a"
+        " core).",
         "",
         "| database | request | server p50 | server p99 | client p50 | client p99 |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -420,6 +423,7 @@ def main() -> None:
                 with server(url, models, free_port()) as base:
                     result = {
                         "database": name,
+                        "load": os.getloadavg()[0],
                         "queue": measure_queue(base, args.requests, "/console/queue"),
                         "search": measure_queue(base, args.requests, "/console/queue?q=song"),
                         "decisions": measure_decisions(base, args.decisions),
