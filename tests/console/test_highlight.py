@@ -71,7 +71,7 @@ def test_highlight_marks_words_and_signals_that_pushed_toward_spam() -> None:
         {"feature": "word:now", "description": 'the word "now"', "weight": -0.7},
     ]
     out = str(highlight(text, reasons))
-    assert '<mark class="why" title="the words &#34;check out&#34;">Check OUT</mark>' in out
+    assert '<mark class="why" title="the words &quot;check out&quot;">Check OUT</mark>' in out
     assert ">http://bit.ly/x</mark>" in out
     assert ">!!!</mark>" in out
     assert "now" in out and ">now</mark>" not in out  # pushed toward ham: not marked
