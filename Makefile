@@ -4,13 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck bench clean
+.PHONY: run test install browser lint typecheck bench clean
 
 run: $(STAMP)
 	$(BIN)/commentguard serve
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The console's browser tests drive Debian's chromium through Playwright (no browser download
+# by Playwright): install it when missing. Needs root, as CI runs; without chromium those
+# tests fail saying so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 install: $(STAMP)
 

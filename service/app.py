@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
-from service import errors, logs, ratelimit
+from service import console, errors, logs, ratelimit
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models_router.router)
     app.include_router(metrics.router)
     app.add_exception_handler(akismet.AkismetLimited, akismet.limited_answer)
+    console.install(app)  # the moderator web console under /console
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitMiddleware)
     # Outermost: every answer, a refusal by the limits above included, carries the request id.

@@ -94,6 +94,18 @@ class Settings(BaseSettings):
             raise ValueError(f"retrain_cron {value!r} is not a valid cron string: {exc}") from exc
         return value
 
+    # --- the moderator web console (/console) ---
+    # How long a console login lasts, seconds (the session ends earlier on logout).
+    console_session_seconds: int = Field(default=12 * 3600, ge=60)
+    # Failed logins for one user name within the lockout window that lock it for the rest of
+    # that window (counted in the database, so every API process sees the same count).
+    console_login_max_failures: int = Field(default=5, ge=1)
+    console_login_lockout_seconds: int = Field(default=900, ge=1)
+    # Send the session cookie with `Secure` (HTTPS only). None: on in production, off locally.
+    console_secure_cookie: bool | None = None
+    # Comments per page of the moderation queue.
+    console_page_size: int = Field(default=50, ge=1, le=500)
+
     # Near-duplicate memory (service/memory.py): a labelled comment's near-copies take its
     # label at once, before any retraining. Needs redis_url; off without it.
     near_duplicate_enabled: bool = True
@@ -164,3 +176,9 @@ class Settings(BaseSettings):
         if self.log_format is None:
             return self.environment != "local"
         return self.log_format == "json"
+
+    @property
+    def console_cookie_secure(self) -> bool:
+        if self.console_secure_cookie is not None:
+            return self.console_secure_cookie
+        return self.environment != "local"

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -346,3 +347,42 @@ class LabelAudit(Base):
     decision: Mapped[str | None] = mapped_column(String(16), default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- the moderator console: login sessions and failed logins -----------------------------------
+
+
+class ConsoleSession(Base):
+    """A console login. The cookie carries the signed session token; only its SHA-256 is here."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ConsoleLoginFailure(Base):
+    """A failed console login, counted per user name for the lockout (cleared on success)."""
+
+    __tablename__ = "console_login_failures"
+    __table_args__ = (
+        Index("ix_console_login_failures_user_name_created_at", "user_name", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(100))
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The moderation queue, least sure first: its page is read in this order and stops after a page,
+# whatever the queue's length (an expression index; SQLite and PostgreSQL both have them).
+Index(
+    "ix_verdicts_queue",
+    Verdict.decision,
+    func.abs(Verdict.score - 0.5),
+    Verdict.comment_id,
+)

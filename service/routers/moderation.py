@@ -10,14 +10,30 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.routing import APIRoute
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, aliased, contains_eager
 
 from classifier import Decision
 from service import errors, labels, tables, users
@@ -108,29 +124,51 @@ def _decode_cursor(cursor: str, order: Order) -> tuple[Any, uuid.UUID]:
         ) from exc
 
 
-@router.get(
-    "/moderation/queue",
-    response_model=QueuePageOut,
-    responses=_responses(401, 404, 422, 503),
-)
-def moderation_queue(
-    user: CurrentUser,
-    session: SessionDep,
-    site: Annotated[int | None, Query(description="Only this site (its id).")] = None,
-    decision: Annotated[
-        DecisionFilter, Query(description="The verdicts to list; `all` for every one.")
-    ] = "unsure",
-    order: Annotated[
-        Order,
-        Query(description="`uncertainty`: |score − 0.5| ascending (least sure first); `newest`."),
-    ] = "uncertainty",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-) -> QueuePageOut:
-    """Scored comments with no label yet, on the sites the user may see (keyset-paginated)."""
-    _check_site(user, site)
+class _FoldedLike(ColumnElement[bool]):
+    """`column` matches the LIKE `pattern` ignoring case: ILIKE on PostgreSQL; plain LIKE on
+    SQLite, which ignores ASCII case already (as its lower() does), so no lower() per row."""
+
+    inherit_cache = True
+    type = Boolean()
+
+    def __init__(self, column: SQLColumnExpression[str], pattern: str) -> None:
+        self.column = column
+        self.pattern = literal(pattern)
+
+
+@compiles(_FoldedLike)
+def _folded_like(element: _FoldedLike, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    return f"{column} ILIKE {pattern} ESCAPE '/'"
+
+
+@compiles(_FoldedLike, "sqlite")
+def _folded_like_sqlite(element: _FoldedLike, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    return f"{column} LIKE {pattern} ESCAPE '/'"
+
+
+def _uncertainty() -> ColumnElement[float]:
+    # 0.5 written into the SQL, not bound: only then does the expression match the index
+    # ix_verdicts_queue (SQLite and PostgreSQL compare index expressions as written).
+    return func.abs(tables.Verdict.score - literal_column("0.5"))
+
+
+def queue_select(
+    user: UserPrincipal,
+    *,
+    site: int | None = None,
+    decision: str = "unsure",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    search: str | None = None,
+) -> Select[tables.Comment, str, float]:
+    """The queue's comments (scored, unlabelled, not tests, on the user's sites) with their
+    site URL and uncertainty, filtered; unordered. Shared by the API and the console."""
     comment = tables.Comment
-    uncertainty = func.abs(tables.Verdict.score - 0.5)
+    uncertainty = _uncertainty().label("uncertainty")
     labelled = exists().where(tables.Label.comment_id == comment.id)
     query = (
         select(comment, tables.Site.url, uncertainty)
@@ -142,6 +180,51 @@ def moderation_queue(
         query = query.where(comment.site_id == site)
     if decision != "all":
         query = query.where(tables.Verdict.decision == Decision(decision).value)
+    if since is not None:
+        query = query.where(comment.received_at >= since)
+    if until is not None:
+        query = query.where(comment.received_at < until)
+    if search:
+        pattern = "%" + re.sub(r"([%_/])", r"/\1", search) + "%"
+        columns = (
+            comment.content,
+            comment.author,
+            comment.author_email,
+            comment.author_url,
+            comment.user_ip,
+        )
+        query = query.where(or_(*(_FoldedLike(column, pattern) for column in columns)))
+    return query
+
+
+def queue_count(
+    session: Session, user: UserPrincipal, *, cap: int | None = None, **filters: Any
+) -> int:
+    """How many comments `queue_select(user, **filters)` holds; with `cap`, counting stops
+    past it (the answer is then cap + 1), which keeps a count of a huge queue cheap."""
+    query = queue_select(user, **filters).with_only_columns(
+        tables.Comment.id, maintain_column_froms=True
+    )
+    if cap is not None:
+        query = query.limit(cap + 1)
+    counted = select(func.count()).select_from(query.subquery())
+    return int(session.execute(counted).scalar_one())
+
+
+def queue_page(
+    session: Session,
+    user: UserPrincipal,
+    *,
+    order: Order = "uncertainty",
+    limit: int = 50,
+    cursor: str | None = None,
+    **filters: Any,
+) -> QueuePageOut:
+    """One keyset-paginated page of the queue (see `queue_select` for the filters)."""
+    comment = tables.Comment
+    uncertainty = _uncertainty()
+    # The verdicts come with the rows (the query joins them already): no second query.
+    query = queue_select(user, **filters).options(contains_eager(comment.verdict))
     if order == "uncertainty":
         if cursor is not None:
             value, after = _decode_cursor(cursor, order)
@@ -160,7 +243,6 @@ def moderation_queue(
             )
         query = query.order_by(comment.received_at.desc(), comment.id.desc())
     rows = session.execute(query.limit(limit + 1)).all()
-    session.commit()
     items = [QueueItemOut.from_row(row[0], row[1]) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
@@ -168,6 +250,49 @@ def moderation_queue(
         value = last_uncertainty if order == "uncertainty" else last.received_at.isoformat()
         next_cursor = _encode_cursor(value, last.id)
     return QueuePageOut(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/moderation/queue",
+    response_model=QueuePageOut,
+    responses=_responses(401, 404, 422, 503),
+)
+def moderation_queue(
+    user: CurrentUser,
+    session: SessionDep,
+    site: Annotated[int | None, Query(description="Only this site (its id).")] = None,
+    decision: Annotated[
+        DecisionFilter, Query(description="The verdicts to list; `all` for every one.")
+    ] = "unsure",
+    order: Annotated[
+        Order,
+        Query(description="`uncertainty`: |score − 0.5| ascending (least sure first); `newest`."),
+    ] = "uncertainty",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    since: Annotated[datetime | None, Query(description="Received from then.")] = None,
+    until: Annotated[datetime | None, Query(description="…and before then.")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Text in the content, author, e-mail, URL or IP."),
+    ] = None,
+) -> QueuePageOut:
+    """Scored comments with no label yet, on the sites the user may see (keyset-paginated)."""
+    _check_site(user, site)
+    page = queue_page(
+        session,
+        user,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+        site=site,
+        decision=decision,
+        since=since,
+        until=until,
+        search=q,
+    )
+    session.commit()
+    return page
 
 
 # --- labels ------------------------------------------------------------------------------
