@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ MAX_SEARCH = 200
 # The queue's count stops here: counting a huge queue exactly would cost more than the page.
 COUNT_CAP = 1000
 UNDO_NOTE = "undo"
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -363,9 +366,21 @@ def undo_last(session: Session, services: Services, user: ConsoleUser) -> Undone
                 "the platform has already been told of this label: label the comment again "
                 "instead of undoing",
             )
+    account_id = session.execute(
+        select(tables.Site.account_id)
+        .join(tables.Comment, tables.Comment.site_id == tables.Site.id)
+        .where(tables.Comment.id == audit.comment_id)
+    ).scalar_one()
     session.execute(delete(tables.LabelAudit).where(tables.LabelAudit.id == audit.id))
     session.execute(delete(tables.Label).where(tables.Label.id == audit.label_id))
     session.commit()
+    # The label hooks put it in the near-duplicate memory: take it out again, or its near-copies
+    # would still be decided by a label that no longer exists.
+    if services.memory is not None:
+        try:
+            services.memory.forget(audit.comment_id, account_id)
+        except Exception:
+            log.exception("undone label of %s left in the near-duplicate memory", audit.comment_id)
     return Undone(audit.comment_id, None)
 
 
