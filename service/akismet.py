@@ -28,6 +28,7 @@ from classifier import Decision, LoadedModel, Reason
 from service import security, tables
 from service.engine import attach, compute_verdict
 from service.intake import SiteCache, new_comment, resolve_site, store_comment
+from service.labels import AppliedLabel, apply_label
 from service.schemas import CommentIn
 
 log = logging.getLogger(__name__)
@@ -384,11 +385,13 @@ def record_feedback(
     guid: str,
     who: str,
     model: LoadedModel,
-) -> tables.Label:
+) -> AppliedLabel:
     """Label the comment the platform reports (by guid, else same site, author and content).
 
     A comment never checked is stored, and scored so that it has a verdict like every other
     one; its label says it came in this way, so it counts neither as a call nor as a miss.
+    The label goes through `labels.apply_label` (so it is audited); the caller runs
+    `labels.after_commit` with the result.
     """
     site = resolve_site(session, sites, account_id, submission.comment.blog)
     comment = _by_guid(session, account_id, guid) if guid.strip() else None
@@ -400,18 +403,16 @@ def record_feedback(
         verdict = _verdict(fresh, submission, model)
         comment, _ = store_comment(session, fresh)
         attach(session, comment, verdict)
-    row = tables.Label(
-        comment_id=comment.id,
-        label=label.value,
-        source=tables.LabelSource.FEEDBACK.value,
-        actor=who,
-        note=None,
+    applied = apply_label(
+        session,
+        comment.id,
+        label,
+        tables.LabelSource.FEEDBACK,
+        who,
         created_comment=created,
-        created_at=tables.utcnow(),
     )
-    session.add(row)
     session.commit()
-    return row
+    return applied
 
 
 # --- usage-limit and key-sites -----------------------------------------------------------

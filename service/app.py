@@ -15,7 +15,7 @@ from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
 from service.queue import TaskQueue
-from service.routers import akismet, comments, health, sites
+from service.routers import akismet, comments, health, moderation, sites
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sites.router)
     app.include_router(health.router)
     app.include_router(akismet.router)
+    app.include_router(moderation.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

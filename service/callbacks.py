@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from service import tables
 from service.db import SessionFactory
@@ -39,6 +39,8 @@ USER_AGENT = "commentguard-callbacks/1"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
+# A delivery's body, rendered when an attempt is made: (session, event, comment, site).
+Render = Callable[[Session, str, tables.Comment, tables.Site], dict[str, Any]]
 
 
 class UnsafeCallbackURL(ValueError):
@@ -169,7 +171,7 @@ def deliver(
     delivery_id: uuid.UUID,
     settings: Settings,
     client: httpx.Client,
-    render: Callable[[tables.Comment, tables.Site], dict[str, Any]],
+    render: Render,
 ) -> DeliveryOutcome:
     """Make one attempt at a due delivery and record it; safe to call twice for the same id.
 
@@ -247,7 +249,7 @@ def _claim(
     sessions: SessionFactory,
     delivery_id: uuid.UUID,
     settings: Settings,
-    render: Callable[[tables.Comment, tables.Site], dict[str, Any]],
+    render: Render,
 ) -> Claim | None:
     now = tables.utcnow()
     delivery = tables.CallbackDelivery
@@ -262,13 +264,13 @@ def _claim(
                 delivery.next_attempt_at <= now,
             )
             .values(attempts=delivery.attempts + 1, next_attempt_at=now + lease(settings))
-            .returning(delivery.attempts, delivery.url, delivery.comment_id)
+            .returning(delivery.attempts, delivery.url, delivery.comment_id, delivery.event)
             .execution_options(synchronize_session=False)
         ).one_or_none()
         if claimed is None:
             session.rollback()
             return None
-        number, url, comment_id = claimed
+        number, url, comment_id, event = claimed
         row = session.execute(
             select(tables.Comment, tables.Site)
             .join(tables.Site, tables.Site.id == tables.Comment.site_id)
@@ -279,7 +281,7 @@ def _claim(
             session.rollback()
             return None
         comment, site = row
-        body = json.dumps(render(comment, site), separators=(",", ":")).encode()
+        body = json.dumps(render(session, event, comment, site), separators=(",", ":")).encode()
         session.commit()
     return Claim(number, url, site.callback_secret, body)
 

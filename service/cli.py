@@ -12,6 +12,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
     from service.settings import Settings
 
 app = typer.Typer(
@@ -437,6 +440,151 @@ def db_upgrade(
     console.print("database is up to date")
 
 
+# --- moderators and admins ----------------------------------------------------------------
+
+users_app = typer.Typer(help="Manage moderators and admins.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+NEW_USER_PASSWORD_ENV = "COMMENTGUARD_NEW_USER_PASSWORD"
+
+
+def _user_session(settings: Settings) -> tuple[Engine, Session]:
+    """A session on the migrated database, and the engine to dispose of afterwards."""
+    from service import db
+
+    db.upgrade(settings)
+    engine = db.make_engine(settings)
+    return engine, db.make_session_factory(engine)()
+
+
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="The user's login name.")],
+    role: Annotated[str, typer.Option("--role", help="moderator or admin.")],
+    password_prompt: Annotated[
+        bool,
+        typer.Option(
+            "--password-prompt",
+            help="Ask for a password for the web console (else read from "
+            f"{NEW_USER_PASSWORD_ENV} if set; without either, token login only).",
+        ),
+    ] = False,
+) -> None:
+    """Create a moderator or admin and their token; the token is printed once, never stored."""
+    import os
+
+    from service import tables, users
+
+    try:
+        chosen = tables.UserRole(role.strip().lower())
+    except ValueError as exc:
+        console.print("[red]error:[/red] --role must be moderator or admin")
+        raise typer.Exit(2) from exc
+    password = os.environ.get(NEW_USER_PASSWORD_ENV) or None
+    if password_prompt:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    settings = _settings()
+    engine, session = _user_session(settings)
+    try:
+        with session:
+            new = users.create_user(session, name, chosen, settings.secret_key, password)
+            session.commit()
+    except users.UserError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    console.print(
+        f"{chosen.value} {name!r} created (user {new.user_id}"
+        f"{', with a password' if password else ''}); "
+        "this is the only time the token is shown:"
+    )
+    typer.echo(new.plaintext)
+
+
+@users_app.command("token")
+def users_token(name: Annotated[str, typer.Argument(help="The user's name.")]) -> None:
+    """Issue another token for a user; it is printed once, never stored."""
+    from service import users
+
+    settings = _settings()
+    engine, session = _user_session(settings)
+    try:
+        with session:
+            user = users.user_by_name(session, name)
+            new = users.create_token(session, user.id, settings.secret_key)
+            session.commit()
+    except users.UserError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    console.print(f"token {new.token_id} for {name!r}; this is the only time it is shown:")
+    typer.echo(new.plaintext)
+
+
+@users_app.command("grant")
+def users_grant(
+    name: Annotated[str, typer.Argument(help="The moderator's name.")],
+    site_url: Annotated[str, typer.Argument(help="The site's URL (as its comments name it).")],
+    account: Annotated[
+        int | None,
+        typer.Option(
+            "--account",
+            help="The site's account id: needed when several accounts have the site; "
+            "creates the site if it has had no comment yet.",
+        ),
+    ] = None,
+) -> None:
+    """Let a moderator see and label a site's comments."""
+    from service import users
+
+    settings = _settings()
+    engine, session = _user_session(settings)
+    try:
+        with session:
+            site = users.grant_site(session, name, site_url, account)
+            session.commit()
+            site_id, url, account_id = site.id, site.url, site.account_id
+    except users.UserError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    console.print(f"{name!r} may now moderate site {site_id} ({url!r}, account {account_id})")
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the moderators and admins, with their sites."""
+    from dataclasses import asdict
+
+    from service import users
+
+    settings = _settings()
+    engine, session = _user_session(settings)
+    try:
+        with session:
+            found = users.list_users(session)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps([asdict(u) for u in found], indent=2))
+        return
+    table = Table(title="users")
+    for column in ("name", "role", "tokens", "password", "sites"):
+        table.add_column(column)
+    for u in found:
+        table.add_row(
+            u.name + (" (disabled)" if u.disabled else ""),
+            u.role,
+            str(u.tokens),
+            "yes" if u.has_password else "no",
+            "all" if u.role == "admin" else ", ".join(u.sites) or "-",
+        )
+    Console().print(table)
 @app.command()
 def replay(
     files: Annotated[

@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from classifier import LoadedModel
-from service import security
+from service import security, users
 from service.db import SessionFactory
 from service.engine import ModelHolder
-from service.errors import unauthorized
+from service.errors import ApiError, unauthorized
 from service.intake import SiteCache
+from service.labels import LabelHook
 from service.queue import TaskQueue
 from service.settings import Settings
 
@@ -36,6 +37,8 @@ class Services:
     queue: TaskQueue | None
     keys: security.KeyCache = field(default_factory=security.KeyCache)
     sites: SiteCache = field(default_factory=SiteCache)
+    # Called with the labels of each request once they are committed (see service.labels).
+    label_hooks: list[LabelHook] = field(default_factory=list)
 
 
 async def get_services(request: Request) -> Services:
@@ -90,6 +93,8 @@ async def get_account_id(request: Request, services: ServicesDep) -> int:
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise unauthorized("send your API key as `Authorization: Bearer <key>`")
+    if users.is_user_token(key):
+        raise unauthorized("a user token does not work here: send the site's API key")
     secret = services.settings.secret_key
     account_id = services.keys.get(key, secret)
     if account_id is None:
@@ -108,3 +113,43 @@ def _authenticate(services: Services, key: str) -> int | None:
 
 
 AccountId = Annotated[int, Depends(get_account_id)]
+
+
+# --- moderators and admins ---------------------------------------------------------------
+
+UserPrincipal = users.UserPrincipal
+
+
+async def get_current_user(request: Request, services: ServicesDep) -> UserPrincipal:
+    """The moderator or admin of the request's `Authorization: Bearer <user token>`, else 401.
+
+    Not cached: a revoked token, a disabled user or a new grant takes effect at once.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized("send your user token as `Authorization: Bearer <token>`")
+    if not users.is_user_token(token):
+        raise unauthorized("an API key does not work here: send a user token (cgu_…)")
+    user = await run_in_threadpool(_authenticate_user, services, token)
+    if user is None:
+        raise unauthorized("unknown or revoked user token")
+    return user
+
+
+def _authenticate_user(services: Services, token: str) -> UserPrincipal | None:
+    with services.sessions() as session:
+        return users.authenticate_token(session, token, services.settings.secret_key)
+
+
+CurrentUser = Annotated[UserPrincipal, Depends(get_current_user)]
+
+
+async def get_admin_user(user: CurrentUser) -> UserPrincipal:
+    """The current user if an admin, else 403."""
+    if not user.is_admin:
+        raise ApiError(403, "forbidden", "this needs an admin")
+    return user
+
+
+AdminUser = Annotated[UserPrincipal, Depends(get_admin_user)]

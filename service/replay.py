@@ -414,3 +414,20 @@ def embedded_service(
             yield client
         finally:
             client.close()
+
+
+def _credentials(settings: Any) -> tuple[str, str]:
+    """A new account's API key and an admin's token, written straight into the database."""
+    from service import db, tables
+    from service.security import create_account_with_key
+    from service.users import create_user
+
+    engine = db.make_engine(settings)
+    try:
+        with db.make_session_factory(engine)() as session:
+            key = create_account_with_key(session, "replay", settings.secret_key)
+            token = create_user(session, "replay", tables.UserRole.ADMIN, settings.secret_key)
+            session.commit()
+    finally:
+        engine.dispose()
+    return key.plaintext, token.plaintext

@@ -156,3 +156,181 @@ class ReadyOut(BaseModel):
     status: str
     checks: dict[str, str] = Field(description='"ok", or what failed, for model/database/redis.')
     model_version: str | None = None
+
+
+# --- moderation ----------------------------------------------------------------------------
+
+NOTE = 2000
+BULK_LIMIT = 500
+
+
+class LabelEventOut(BaseModel):
+    """A label event: what a comment now is, what it was, and what that says of the verdict."""
+
+    id: int = Field(description="The label's id; the newest label of a comment wins.")
+    label: tables.LabelValue
+    previous: tables.LabelValue | None = Field(description="The label it replaced, if any.")
+    kind: tables.LabelKind = Field(
+        description="false_positive (ham, verdict spam/discard), missed_spam (spam, verdict "
+        "ham), resolution (verdict unsure), confirmation (agrees), unscored (no verdict yet)."
+    )
+    source: tables.LabelSource
+    actor: str | None = Field(description="The moderator's name, or `akismet:<key prefix>`.")
+    note: str | None
+    created_at: datetime
+
+
+class LabelCallbackBody(CommentOut):
+    """What a label callback POSTs: the comment with its verdict, and the moderator's label.
+
+    Sent (signed like the verdict callback) to the comment's callback_url each time a moderator
+    labels it; the `X-Commentguard-Delivery` id differs per label.
+    """
+
+    event: str = "label"
+    label: LabelEventOut
+
+
+class LabelIn(BaseModel):
+    label: tables.LabelValue
+    note: str | None = Field(default=None, max_length=NOTE)
+
+
+class BulkLabelItem(LabelIn):
+    comment_id: uuid.UUID
+
+
+class BulkLabelIn(BaseModel):
+    """Labels applied together: all of them, or (if any comment is not found) none."""
+
+    items: list[BulkLabelItem] = Field(min_length=1, max_length=BULK_LIMIT)
+
+
+class AppliedLabelOut(BaseModel):
+    comment_id: uuid.UUID
+    site_id: int
+    label_id: int
+    label: tables.LabelValue
+    previous: tables.LabelValue | None
+    kind: tables.LabelKind
+    callback: bool = Field(description="Whether the platform is told by a signed callback.")
+
+
+class BulkLabelOut(BaseModel):
+    applied: list[AppliedLabelOut]
+
+
+class QueueItemOut(BaseModel):
+    """A comment awaiting a moderator, with what the moderator needs to decide."""
+
+    id: uuid.UUID
+    external_id: str | None
+    site_id: int
+    site: str
+    content: str
+    author: str
+    author_email: str
+    author_url: str
+    user_ip: str
+    permalink: str
+    received_at: datetime
+    uncertainty: float | None = Field(description="|score − 0.5|: 0 is the least sure.")
+    verdict: VerdictOut | None
+
+    @classmethod
+    def from_row(cls, row: tables.Comment, site_url: str) -> QueueItemOut:
+        verdict = row.verdict
+        return cls(
+            id=row.id,
+            external_id=row.external_id,
+            site_id=row.site_id,
+            site=site_url,
+            content=row.content,
+            author=row.author,
+            author_email=row.author_email,
+            author_url=row.author_url,
+            user_ip=row.user_ip,
+            permalink=row.permalink,
+            received_at=row.received_at,
+            uncertainty=abs(verdict.score - 0.5) if verdict is not None else None,
+            verdict=VerdictOut.from_row(verdict) if verdict is not None else None,
+        )
+
+
+class QueuePageOut(BaseModel):
+    items: list[QueueItemOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
+class SiteStatsOut(BaseModel):
+    """One site's counts; each comment counts once, by its verdict and its newest label."""
+
+    site_id: int
+    site: str
+    account_id: int
+    checked: int = Field(description="Comments scored (tests and feedback imports left out).")
+    ham: int
+    unsure: int
+    spam: int
+    discard: int
+    pending: int = Field(description="Received, not scored yet.")
+    labelled_spam: int
+    labelled_ham: int
+    missed_spam: int = Field(description="Labelled spam where the verdict was ham.")
+    false_positives: int = Field(description="Labelled ham where the verdict was spam or discard.")
+    unlabelled_unsure: int = Field(description="Unsure and not labelled: the default queue.")
+
+
+class StatsOut(BaseModel):
+    sites: list[SiteStatsOut]
+
+
+class AuditOut(BaseModel):
+    id: int
+    label_id: int
+    actor: str | None
+    user_id: int | None
+    source: tables.LabelSource
+    before: tables.LabelValue | None
+    after: tables.LabelValue
+    kind: tables.LabelKind
+    decision: str | None
+    note: str | None
+    created_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    event: str
+    status: tables.DeliveryStatus
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class HistoryOut(BaseModel):
+    """Everything that happened to a comment: verdict, labels, audit, callbacks."""
+
+    comment: QueueItemOut
+    label: tables.LabelValue | None = Field(description="The current label (the newest).")
+    audit: list[AuditOut]
+    deliveries: list[DeliveryOut]
+
+
+class MeOut(BaseModel):
+    id: int
+    name: str
+    role: tables.UserRole
+    site_ids: list[int] | None = Field(description="The sites this user sees; null: all.")
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: tables.UserRole
+    disabled: bool
+    has_password: bool
+    tokens: int
+    sites: list[str]

@@ -4,6 +4,9 @@ accounts ─< api_keys
 accounts ─< sites ─< comments ─ verdicts (one per comment)
                      comments ─< callback_deliveries ─< callback_attempts
                      comments ─< labels (every label kept; the newest one wins)
+                                 labels ─ label_audit (before/after of each label event)
+users ─< user_tokens
+users ─< user_sites >─ sites (a moderator's sites; an admin sees all)
 """
 
 from __future__ import annotations
@@ -252,4 +255,92 @@ class Label(Base):
     # The label brought the comment in: it was never checked, so it was no API call, and no
     # verdict of ours was right or wrong about it.
     created_comment: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- moderation: users, their tokens and sites, and the label audit log ---------------------
+
+
+class UserRole(StrEnum):
+    MODERATOR = "moderator"  # labels comments of the sites granted to them
+    ADMIN = "admin"  # sees and labels every site
+
+
+class User(Base):
+    """A person who moderates: separate from accounts (platforms) and their API keys."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # argon2id, for the web console's login; None until a password is set.
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserToken(Base):
+    """A user's bearer token: like an API key, only its HMAC and a lookup prefix are stored."""
+
+    __tablename__ = "user_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UserSite(Base):
+    """A site a moderator may see and label (admins need none)."""
+
+    __tablename__ = "user_sites"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelKind(StrEnum):
+    """What a label says about the verdict it follows."""
+
+    FALSE_POSITIVE = "false_positive"  # ham, where the verdict was spam or discard
+    MISSED_SPAM = "missed_spam"  # spam, where the verdict was ham
+    RESOLUTION = "resolution"  # either, where the verdict was unsure (held for a moderator)
+    CONFIRMATION = "confirmation"  # agrees with the verdict
+    UNSCORED = "unscored"  # the comment had no verdict yet
+
+
+class LabelAudit(Base):
+    """One label event: who changed a comment's label, when, from what, to what.
+
+    Written with each `labels` row by `service.labels.apply_label`, whatever the source.
+    """
+
+    __tablename__ = "label_audit"
+    __table_args__ = (
+        Index("ix_label_audit_comment_id_id", "comment_id", "id"),
+        Index("ix_label_audit_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), unique=True)
+    comment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    actor: Mapped[str | None] = mapped_column(String(200), default=None)
+    source: Mapped[str] = mapped_column(String(16))
+    before: Mapped[str | None] = mapped_column(String(8), default=None)
+    after: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    # The verdict's decision when the label was applied (None: not scored yet).
+    decision: Mapped[str | None] = mapped_column(String(16), default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

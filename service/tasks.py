@@ -19,11 +19,13 @@ from celery import Task, shared_task
 from celery.signals import worker_process_init
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from service import tables
 from service.callbacks import Claim, attempt, claim_new, deliver, make_client
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comment
+from service.labels import label_id_of, render_label_callback
 from service.queue import DELIVER_TASK, SCORE_TASK, SWEEP_TASK
 from service.schemas import CallbackBody
 from service.settings import Settings
@@ -95,6 +97,16 @@ def render_callback(comment: tables.Comment, site: tables.Site) -> dict[str, Any
     return CallbackBody.from_row(comment, site.url).model_dump(mode="json")
 
 
+def render_delivery(
+    session: Session, event: str, comment: tables.Comment, site: tables.Site
+) -> dict[str, Any]:
+    """A delivery's body by its event: the verdict, or a moderator's label (`label:<id>`)."""
+    label_id = label_id_of(event)
+    if label_id is not None:
+        return render_label_callback(session, label_id, comment, site)
+    return render_callback(comment, site)
+
+
 def _send(task: Task, name: str, arg: uuid.UUID, countdown: float | None = None) -> None:
     try:
         task.app.send_task(name, args=[str(arg)], countdown=countdown)
@@ -145,7 +157,7 @@ def _attempt(
         if claim is not None:
             outcome = attempt(ctx.sessions, delivery_id, ctx.settings, ctx.client, claim)
         else:
-            outcome = deliver(ctx.sessions, delivery_id, ctx.settings, ctx.client, render_callback)
+            outcome = deliver(ctx.sessions, delivery_id, ctx.settings, ctx.client, render_delivery)
     except Exception:
         log.exception("callback %s: attempt failed to run; the sweep will retry", delivery_id)
         return
@@ -162,7 +174,7 @@ def deliver_callback(self: Task, delivery_id: str) -> None:
     ctx = context()
     try:
         outcome = deliver(
-            ctx.sessions, uuid.UUID(delivery_id), ctx.settings, ctx.client, render_callback
+            ctx.sessions, uuid.UUID(delivery_id), ctx.settings, ctx.client, render_delivery
         )
     except OperationalError as exc:
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc

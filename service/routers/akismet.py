@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
 from classifier import LoadedModel
-from service import akismet, tables
+from service import akismet, labels, tables
 from service.akismet import AkismetRequest
 from service.deps import ModelDep, Services, ServicesDep, SessionDep
 
@@ -131,7 +131,7 @@ def _submit(
     if refused := _missing(form, "blog", "user_ip"):
         return refused
     submission = akismet.to_submission(form, services.settings.max_content_bytes)
-    akismet.record_feedback(
+    applied = akismet.record_feedback(
         session,
         services.sites,
         account_id,
@@ -141,6 +141,7 @@ def _submit(
         akismet.actor(key),
         model,
     )
+    labels.after_commit([applied], services.queue, services.label_hooks)
     return text(akismet.SUBMISSION_THANKS)
 
 

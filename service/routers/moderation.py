@@ -1,0 +1,452 @@
+"""Moderation: the queue of comments awaiting a person, labels, statistics and history.
+
+Every route here takes a user token (a moderator or an admin), never a site's API key. A
+moderator sees only the sites granted to them; a comment elsewhere is answered 404, as if it
+did not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.routing import APIRoute
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, true
+from sqlalchemy.orm import Session, aliased
+
+from classifier import Decision
+from service import errors, labels, tables, users
+from service.deps import AdminUser, CurrentUser, ServicesDep, SessionDep, UserPrincipal
+from service.errors import ApiError
+from service.schemas import (
+    AppliedLabelOut,
+    AuditOut,
+    BulkLabelIn,
+    BulkLabelOut,
+    DeliveryOut,
+    HistoryOut,
+    LabelCallbackBody,
+    LabelIn,
+    MeOut,
+    QueueItemOut,
+    QueuePageOut,
+    SiteStatsOut,
+    StatsOut,
+    UserOut,
+)
+
+router = APIRouter(prefix="/v1", tags=["moderation"])
+
+# The label callback, as the OpenAPI schema shows it (commentguard POSTs it; nothing serves it).
+label_callbacks = APIRouter(route_class=APIRoute)
+
+
+@label_callbacks.post("{$comment.callback_url}", status_code=200)
+def label_callback(body: LabelCallbackBody) -> None:
+    """Sent to the comment's callback_url, signed like the verdict callback, for each label."""
+
+
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    answers = errors.responses(*statuses)
+    if 401 in answers:
+        answers[401]["description"] = "Missing or unknown user token (API keys do not work here)"
+    if 403 in answers:
+        answers[403]["description"] = "Needs an admin"
+    return answers
+
+
+def _visible(user: UserPrincipal) -> ColumnElement[bool]:
+    """The comments of the sites the user may see."""
+    if user.site_ids is None:
+        return true()
+    return tables.Comment.site_id.in_(sorted(user.site_ids))
+
+
+def _visible_comment(session: Session, user: UserPrincipal, comment_id: uuid.UUID) -> int:
+    """The comment's site id, or 404 if it does not exist or is on a site the user cannot see."""
+    site_id = session.execute(
+        select(tables.Comment.site_id).where(tables.Comment.id == comment_id)
+    ).scalar_one_or_none()
+    if site_id is None or not user.can_see(site_id):
+        raise ApiError(404, "not_found", f"no comment {comment_id}")
+    return site_id
+
+
+def _check_site(user: UserPrincipal, site: int | None) -> None:
+    if site is not None and not user.can_see(site):
+        raise ApiError(404, "not_found", f"no site {site}")
+
+
+# --- the queue ---------------------------------------------------------------------------
+
+Order = Literal["uncertainty", "newest"]
+DecisionFilter = Literal["unsure", "ham", "spam", "discard", "all"]
+
+
+def _encode_cursor(value: Any, comment_id: uuid.UUID) -> str:
+    raw = json.dumps([value, str(comment_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, order: Order) -> tuple[Any, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, comment_id = json.loads(raw)
+        value = float(value) if order == "uncertainty" else datetime.fromisoformat(value)
+        return value, uuid.UUID(comment_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ApiError(
+            422,
+            "invalid_cursor",
+            "the cursor is not one this endpoint returned (with the same order)",
+            details=[{"loc": ["query", "cursor"], "msg": str(exc), "type": "invalid_cursor"}],
+        ) from exc
+
+
+@router.get(
+    "/moderation/queue",
+    response_model=QueuePageOut,
+    responses=_responses(401, 404, 422, 503),
+)
+def moderation_queue(
+    user: CurrentUser,
+    session: SessionDep,
+    site: Annotated[int | None, Query(description="Only this site (its id).")] = None,
+    decision: Annotated[
+        DecisionFilter, Query(description="The verdicts to list; `all` for every one.")
+    ] = "unsure",
+    order: Annotated[
+        Order,
+        Query(description="`uncertainty`: |score − 0.5| ascending (least sure first); `newest`."),
+    ] = "uncertainty",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> QueuePageOut:
+    """Scored comments with no label yet, on the sites the user may see (keyset-paginated)."""
+    _check_site(user, site)
+    comment = tables.Comment
+    uncertainty = func.abs(tables.Verdict.score - 0.5)
+    labelled = exists().where(tables.Label.comment_id == comment.id)
+    query = (
+        select(comment, tables.Site.url, uncertainty)
+        .join(tables.Verdict, tables.Verdict.comment_id == comment.id)
+        .join(tables.Site, tables.Site.id == comment.site_id)
+        .where(_visible(user), ~labelled, comment.is_test.is_(False))
+    )
+    if site is not None:
+        query = query.where(comment.site_id == site)
+    if decision != "all":
+        query = query.where(tables.Verdict.decision == Decision(decision).value)
+    if order == "uncertainty":
+        if cursor is not None:
+            value, after = _decode_cursor(cursor, order)
+            query = query.where(
+                or_(uncertainty > value, and_(uncertainty == value, comment.id > after))
+            )
+        query = query.order_by(uncertainty, comment.id)
+    else:
+        if cursor is not None:
+            value, after = _decode_cursor(cursor, order)
+            query = query.where(
+                or_(
+                    comment.received_at < value,
+                    and_(comment.received_at == value, comment.id < after),
+                )
+            )
+        query = query.order_by(comment.received_at.desc(), comment.id.desc())
+    rows = session.execute(query.limit(limit + 1)).all()
+    session.commit()
+    items = [QueueItemOut.from_row(row[0], row[1]) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last, _, last_uncertainty = rows[limit - 1]
+        value = last_uncertainty if order == "uncertainty" else last.received_at.isoformat()
+        next_cursor = _encode_cursor(value, last.id)
+    return QueuePageOut(items=items, next_cursor=next_cursor)
+
+
+# --- labels ------------------------------------------------------------------------------
+
+
+def _out(applied: labels.AppliedLabel) -> AppliedLabelOut:
+    return AppliedLabelOut(
+        comment_id=applied.comment_id,
+        site_id=applied.site_id,
+        label_id=applied.label_id,
+        label=applied.label,
+        previous=applied.previous,
+        kind=applied.kind,
+        callback=applied.delivery_id is not None,
+    )
+
+
+@router.post(
+    "/comments/{comment_id}/label",
+    status_code=201,
+    response_model=AppliedLabelOut,
+    responses=_responses(401, 404, 422, 503),
+    callbacks=label_callbacks.routes,
+)
+def label_comment(
+    comment_id: uuid.UUID,
+    body: LabelIn,
+    user: CurrentUser,
+    services: ServicesDep,
+    session: SessionDep,
+) -> AppliedLabelOut:
+    """Label a comment spam or ham; the newest label wins and the platform is called back."""
+    _visible_comment(session, user, comment_id)
+    applied = labels.apply_label(
+        session,
+        comment_id,
+        body.label,
+        tables.LabelSource.MODERATOR,
+        user.name,
+        user_id=user.id,
+        note=body.note,
+    )
+    session.commit()
+    labels.after_commit([applied], services.queue, services.label_hooks)
+    return _out(applied)
+
+
+@router.post(
+    "/labels",
+    status_code=201,
+    response_model=BulkLabelOut,
+    responses=_responses(401, 404, 422, 503),
+)
+def label_comments(
+    body: BulkLabelIn, user: CurrentUser, services: ServicesDep, session: SessionDep
+) -> BulkLabelOut:
+    """Label many comments atomically (404 and none labelled if any is unknown); each calls back."""
+    wanted = {item.comment_id for item in body.items}
+    rows = session.execute(
+        select(tables.Comment.id, tables.Comment.site_id).where(tables.Comment.id.in_(wanted))
+    ).all()
+    found = {comment_id: site_id for comment_id, site_id in rows}
+    missing = sorted(str(cid) for cid in wanted if cid not in found or not user.can_see(found[cid]))
+    if missing:
+        raise ApiError(
+            404,
+            "not_found",
+            f"{len(missing)} of the comments do not exist; nothing was labelled",
+            details=[{"comment_id": cid} for cid in missing],
+        )
+    applied = [
+        labels.apply_label(
+            session,
+            item.comment_id,
+            item.label,
+            tables.LabelSource.MODERATOR,
+            user.name,
+            user_id=user.id,
+            note=item.note,
+        )
+        for item in body.items
+    ]
+    session.commit()
+    labels.after_commit(applied, services.queue, services.label_hooks)
+    return BulkLabelOut(applied=[_out(a) for a in applied])
+
+
+# --- statistics --------------------------------------------------------------------------
+
+
+def site_stats(
+    session: Session,
+    user: UserPrincipal,
+    site: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[SiteStatsOut]:
+    """Per-site counts of the comments received in [since, until), for the user's sites.
+
+    Each comment counts once, by its verdict and its newest label. Test comments and those
+    brought in by Akismet feedback (never checked) are left out, as in key-sites.
+    """
+    comment, verdict, label = tables.Comment, tables.Verdict, tables.Label
+    decision = verdict.decision
+    newest = (
+        select(label.comment_id, func.max(label.id).label("id"))
+        .group_by(label.comment_id)
+        .subquery()
+    )
+    feedback = aliased(tables.Label)  # the outer query joins the newest label already
+    brought_in = exists().where(
+        feedback.comment_id == comment.id, feedback.created_comment.is_(True)
+    )
+
+    def count(condition: ColumnElement[bool]) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    spam_decisions = sorted(labels.SPAM_DECISIONS)
+    query = (
+        select(
+            comment.site_id,
+            count(verdict.id.is_not(None)),
+            count(decision == "ham"),
+            count(decision == "unsure"),
+            count(decision == "spam"),
+            count(decision == "discard"),
+            count(verdict.id.is_(None)),
+            count(label.label == "spam"),
+            count(label.label == "ham"),
+            count(and_(label.label == "spam", decision == "ham")),
+            count(and_(label.label == "ham", decision.in_(spam_decisions))),
+            count(and_(decision == "unsure", label.id.is_(None))),
+        )
+        .select_from(comment)
+        .outerjoin(verdict, verdict.comment_id == comment.id)
+        .outerjoin(newest, newest.c.comment_id == comment.id)
+        .outerjoin(label, label.id == newest.c.id)
+        .where(_visible(user), comment.is_test.is_(False), ~brought_in)
+        .group_by(comment.site_id)
+    )
+    sites_query = select(tables.Site.id, tables.Site.url, tables.Site.account_id).order_by(
+        tables.Site.id
+    )
+    if user.site_ids is not None:
+        sites_query = sites_query.where(tables.Site.id.in_(sorted(user.site_ids)))
+    if site is not None:
+        query = query.where(comment.site_id == site)
+        sites_query = sites_query.where(tables.Site.id == site)
+    if since is not None:
+        query = query.where(comment.received_at >= since)
+    if until is not None:
+        query = query.where(comment.received_at < until)
+    counts = {row[0]: [int(v) for v in row[1:]] for row in session.execute(query).all()}
+    out = []
+    for site_id, url, account_id in session.execute(sites_query).all():
+        if user.site_ids is None and site is None and site_id not in counts:
+            continue  # an admin's list: the sites with comments in the period
+        values = counts.get(site_id, [0] * 11)
+        out.append(
+            SiteStatsOut(
+                site_id=site_id,
+                site=url,
+                account_id=account_id,
+                checked=values[0],
+                ham=values[1],
+                unsure=values[2],
+                spam=values[3],
+                discard=values[4],
+                pending=values[5],
+                labelled_spam=values[6],
+                labelled_ham=values[7],
+                missed_spam=values[8],
+                false_positives=values[9],
+                unlabelled_unsure=values[10],
+            )
+        )
+    return out
+
+
+@router.get("/moderation/stats", response_model=StatsOut, responses=_responses(401, 404, 503))
+def moderation_stats(
+    user: CurrentUser,
+    session: SessionDep,
+    site: Annotated[int | None, Query(description="Only this site (its id).")] = None,
+    since: Annotated[datetime | None, Query(description="Comments received from then.")] = None,
+    until: Annotated[datetime | None, Query(description="…and before then.")] = None,
+) -> StatsOut:
+    """Per-site counts: checked, each decision, labels, missed spam and false positives."""
+    _check_site(user, site)
+    result = site_stats(session, user, site, since, until)
+    session.commit()
+    return StatsOut(sites=result)
+
+
+# --- a comment's history -----------------------------------------------------------------
+
+
+@router.get(
+    "/moderation/comments/{comment_id}/history",
+    response_model=HistoryOut,
+    responses=_responses(401, 404, 503),
+)
+def comment_history(comment_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> HistoryOut:
+    """A comment with its verdict, its label, every label event and every callback."""
+    site_id = _visible_comment(session, user, comment_id)
+    comment = session.get(tables.Comment, comment_id)
+    site = session.get(tables.Site, site_id)
+    assert comment is not None and site is not None
+    audit = session.execute(
+        select(tables.LabelAudit)
+        .where(tables.LabelAudit.comment_id == comment_id)
+        .order_by(tables.LabelAudit.id)
+    ).scalars()
+    deliveries = session.execute(
+        select(tables.CallbackDelivery)
+        .where(tables.CallbackDelivery.comment_id == comment_id)
+        .order_by(tables.CallbackDelivery.created_at, tables.CallbackDelivery.event)
+    ).scalars()
+    result = HistoryOut(
+        comment=QueueItemOut.from_row(comment, site.url),
+        label=labels.current_label(session, comment_id),
+        audit=[
+            AuditOut(
+                id=a.id,
+                label_id=a.label_id,
+                actor=a.actor,
+                user_id=a.user_id,
+                source=tables.LabelSource(a.source),
+                before=tables.LabelValue(a.before) if a.before else None,
+                after=tables.LabelValue(a.after),
+                kind=tables.LabelKind(a.kind),
+                decision=a.decision,
+                note=a.note,
+                created_at=a.created_at,
+            )
+            for a in audit
+        ],
+        deliveries=[
+            DeliveryOut(
+                id=d.id,
+                event=d.event,
+                status=tables.DeliveryStatus(d.status),
+                attempts=d.attempts,
+                last_status_code=d.last_status_code,
+                last_error=d.last_error,
+                created_at=d.created_at,
+                delivered_at=d.delivered_at,
+            )
+            for d in deliveries
+        ],
+    )
+    session.commit()
+    return result
+
+
+# --- users -------------------------------------------------------------------------------
+
+
+@router.get("/moderation/me", response_model=MeOut, responses=_responses(401, 503))
+async def me(user: CurrentUser) -> MeOut:
+    """The user the token belongs to, and the sites they see."""
+    site_ids = sorted(user.site_ids) if user.site_ids is not None else None
+    return MeOut(id=user.id, name=user.name, role=user.role, site_ids=site_ids)
+
+
+@router.get("/users", response_model=list[UserOut], responses=_responses(401, 403, 503))
+def list_users(_admin: AdminUser, session: SessionDep) -> list[UserOut]:
+    """Every moderator and admin, with their granted sites (admins only)."""
+    result = [
+        UserOut(
+            id=u.id,
+            name=u.name,
+            role=tables.UserRole(u.role),
+            disabled=u.disabled,
+            has_password=u.has_password,
+            tokens=u.tokens,
+            sites=u.sites,
+        )
+        for u in users.list_users(session)
+    ]
+    session.commit()
+    return result
