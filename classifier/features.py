@@ -43,12 +43,14 @@ FIELDS: tuple[str, ...] = (
     "blog_lang",
     "user_role",
     "honeypot",
+    "site",
 )
-_CONTENT, _AUTHOR_EMAIL, _AUTHOR_URL, _HONEYPOT = (
+_CONTENT, _AUTHOR_EMAIL, _AUTHOR_URL, _HONEYPOT, _SITE = (
     FIELDS.index("content"),
     FIELDS.index("author_email"),
     FIELDS.index("author_url"),
     FIELDS.index("honeypot"),
+    FIELDS.index("site"),
 )
 
 # Feature text is capped: an e-mail-length comment says what it is in its first few thousand
@@ -90,6 +92,7 @@ class Prepared:
     raw: str  # as submitted (for signals about disguise: look-alikes, mixed scripts)
     domains: tuple[str, ...]  # "link:x.com", "mail:y.org", "author:z.net", "from:w.com"
     honeypot: str
+    site: str = ""  # the site key (per-site features)
 
 
 def prepare(row: Sequence[Any]) -> Prepared:
@@ -99,6 +102,7 @@ def prepare(row: Sequence[Any]) -> Prepared:
         _cell(row, _AUTHOR_URL),
         _cell(row, _AUTHOR_EMAIL),
         _cell(row, _HONEYPOT),
+        _cell(row, _SITE),
     )
 
 
@@ -112,11 +116,14 @@ def prepare_comment(comment: Comment | Mapping[str, Any] | str) -> Prepared:
             comment.author_url or "",
             comment.author_email or "",
             comment.honeypot or "",
+            comment.site or "",
         )
     return prepare(to_frame([comment])[0])
 
 
-def prepare_fields(content: str, author_url: str, author_email: str, honeypot: str) -> Prepared:
+def prepare_fields(
+    content: str, author_url: str, author_email: str, honeypot: str, site: str = ""
+) -> Prepared:
     """Normalise a comment's text once and extract its link, author and e-mail domains."""
     raw = content[: MAX_FEATURE_CHARS * 2]
     clean = clean_text(raw)[:MAX_FEATURE_CHARS]
@@ -126,6 +133,7 @@ def prepare_fields(content: str, author_url: str, author_email: str, honeypot: s
         raw=raw,
         domains=tuple(_domain_tokens(clean, author_url, author_email)),
         honeypot=honeypot,
+        site=site,
     )
 
 
@@ -167,6 +175,13 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
     Work is fused so that a comment is normalised once and its n-grams are hashed as vectors
     over the whole batch (`classifier.hashing`): that is what makes scoring fast enough for a
     request's hot path.
+
+    Per-site learning ("frustratingly easy domain adaptation", Daumé III 2007): for each site
+    key in `sites`, a comment of that site also gets a site-specific copy of each of its word
+    n-gram features (those seen in at least `min_df` of that site's training comments), in a
+    block between the domains and the signals. The shared weights learn what spam is
+    everywhere; a site's copies learn only how that site differs. A comment of any other site
+    gets no copies, so it is scored by exactly the shared model.
     """
 
     def __init__(
@@ -176,12 +191,14 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         min_df: int = 2,
         word_bits: int = 20,
         char_bits: int = 21,
+        sites: tuple[str, ...] = (),
     ) -> None:
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.min_df = min_df
         self.word_bits = word_bits
         self.char_bits = char_bits
+        self.sites = sites
 
     def fit(self, X: Any, y: Any = None) -> CommentVectorizer:
         X = validate_data(self, X, dtype=None, ensure_all_finite=True, reset=True)
@@ -212,6 +229,9 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
             df.update(set(p.domains))
         kept = sorted(term for term, count in df.items() if count >= self.min_df)
         self.domain_vocabulary_ = {term: i for i, term in enumerate(kept)}
+        self.sites_ = [str(site) for site in dict.fromkeys(self.sites or ())]
+        self._site_index = {site: i for i, site in enumerate(self.sites_)}
+        self.site_keys_ = self._site_vocabulary(prepared, words)
         signals = signal_matrix(prepared)
         # Signals are standardised so that a reason's weight is measured against a typical
         # comment, not against zero ("51 characters long" is not evidence by itself).
@@ -219,8 +239,30 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         std = signals.std(axis=0) if n_docs else np.ones(len(SIGNALS))
         self.signal_scale_ = np.where(std > 1e-9, std, 1.0)
         self.n_features_out_ = (
-            len(self.word_buckets_) + len(self.char_buckets_) + len(kept) + len(SIGNALS)
+            len(self.word_buckets_)
+            + len(self.char_buckets_)
+            + len(kept)
+            + len(self.site_keys_)
+            + len(SIGNALS)
         )
+
+    def _site_vocabulary(self, prepared: Sequence[Prepared], words: hashing.Grams) -> np.ndarray:
+        """Sorted keys `site index << word_bits | bucket` of the per-site word features: shared
+        word buckets seen in at least `min_df` training comments of that site."""
+        if not self._site_index:
+            return np.zeros(0, dtype=np.int64)
+        doc_site = self._doc_sites(prepared)
+        pairs = np.unique(words.doc.astype(np.int64) << self.word_bits | words.column)
+        docs, buckets = pairs >> self.word_bits, pairs & ((1 << self.word_bits) - 1)
+        sites = doc_site[docs]
+        mine = (sites >= 0) & (self._word_lookup[buckets] >= 0)
+        keys, counts = np.unique(sites[mine] << self.word_bits | buckets[mine], return_counts=True)
+        return keys[counts >= max(self.min_df, 1)].astype(np.int64)
+
+    def _doc_sites(self, prepared: Sequence[Prepared]) -> np.ndarray:
+        """Each comment's index in `sites_`, or -1."""
+        index = self._site_index
+        return np.fromiter((index.get(p.site, -1) for p in prepared), np.int64, len(prepared))
 
     def _set_lookups(self) -> None:
         # Hashed bucket -> column (-1: not a feature). Rebuilt after unpickling rather than
@@ -228,15 +270,22 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         self._word_lookup = _lookup(self.word_buckets_, self.word_bits)
         self._char_lookup = _lookup(self.char_buckets_, self.char_bits)
         self._text_idf = np.concatenate((self.word_idf_, self.char_idf_))
+        self._site_index = {site: i for i, site in enumerate(getattr(self, "sites_", []))}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_word_lookup", None)
         state.pop("_char_lookup", None)
         state.pop("_text_idf", None)
+        state.pop("_site_index", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # Artifacts from before per-site features have none.
+        state.setdefault("sites", ())
+        if "word_buckets_" in state:
+            state.setdefault("sites_", [])
+            state.setdefault("site_keys_", np.zeros(0, dtype=np.int64))
         self.__dict__.update(state)
         if "word_buckets_" in state:
             self._set_lookups()
@@ -289,16 +338,41 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
             }:
                 d_doc.append(i)
                 d_col.append(domain_offset + j)
+        docs = [doc, np.asarray(d_doc, dtype=np.int64)]
+        columns = [column, np.asarray(d_col, dtype=np.int64)]
+        values = [value, np.ones(len(d_doc))]
+        if len(self.site_keys_):
+            site_entries = self._site_entries(prepared, doc, column, value)
+            if site_entries is not None:
+                docs.append(site_entries[0])
+                columns.append(site_entries[1])
+                values.append(site_entries[2])
         signals = (signal_matrix(prepared) - self.signal_mean_) / self.signal_scale_
         return FeatureParts(
             n=n,
-            doc=np.concatenate((doc, np.asarray(d_doc, dtype=np.int64))),
-            column=np.concatenate((column, np.asarray(d_col, dtype=np.int64))),
-            value=np.concatenate((value, np.ones(len(d_doc)))),
+            doc=np.concatenate(docs),
+            column=np.concatenate(columns),
+            value=np.concatenate(values),
             signals=signals,
             words=words,
             chars=chars,
         )
+
+    def _site_entries(
+        self, prepared: Sequence[Prepared], doc: np.ndarray, column: np.ndarray, value: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The per-site copies of the word entries of comments from learned sites."""
+        doc_site = self._doc_sites(prepared)
+        if not (doc_site >= 0).any():
+            return None
+        n_words = len(self.word_buckets_)
+        mine = (column < n_words) & (doc_site[doc] >= 0)
+        keys = doc_site[doc[mine]] << self.word_bits | self.word_buckets_[column[mine]]
+        position = np.searchsorted(self.site_keys_, keys)
+        position = np.minimum(position, len(self.site_keys_) - 1)
+        found = self.site_keys_[position] == keys
+        first = self.offsets["site"]
+        return doc[mine][found], first + position[found], value[mine][found]
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -307,8 +381,14 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         word = 0
         chars = word + len(self.word_buckets_)
         domain = chars + len(self.char_buckets_)
-        signal = domain + len(self.domain_vocabulary_)
-        return {"word": word, "chars": chars, "domain": domain, "signal": signal}
+        site = domain + len(self.domain_vocabulary_)
+        signal = site + len(self.site_keys_)
+        return {"word": word, "chars": chars, "domain": domain, "site": site, "signal": signal}
+
+    def site_feature(self, column: int) -> tuple[str, int]:
+        """The site key and word bucket of a per-site column (`column` counts from 0)."""
+        key = int(self.site_keys_[column])
+        return self.sites_[key >> self.word_bits], key & ((1 << self.word_bits) - 1)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "word_idf_")
@@ -317,6 +397,10 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         names += [
             f"domain:{t}"
             for t in sorted(self.domain_vocabulary_, key=self.domain_vocabulary_.__getitem__)
+        ]
+        names += [
+            f"site:{site}:word:#{bucket}"
+            for site, bucket in (self.site_feature(i) for i in range(len(self.site_keys_)))
         ]
         names += [f"signal:{name}" for name in SIGNAL_NAMES]
         return np.asarray(names, dtype=object)

@@ -21,6 +21,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "C": 20.0,
     "calibration_folds": 3,
     "seed": 0,
+    # Site keys that get per-site copies of the word features (training/retrain.py picks them).
+    "sites": (),
 }
 
 
@@ -38,6 +40,7 @@ def build_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
         min_df=int(p["min_df"]),
         word_bits=int(p["word_bits"]),
         char_bits=int(p["char_bits"]),
+        sites=tuple(str(site) for site in p["sites"] or ()),
     )
     classifier = CalibratedClassifierCV(
         LogisticRegression(C=float(p["C"]), max_iter=2000, solver="liblinear"),

@@ -29,6 +29,9 @@ class Comment:
     user_role: str = ""
     honeypot: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # A stable key of the site the comment was posted on (the service uses the site's database
+    # id): a model trained with per-site features reads it; "" is no site in particular.
+    site: str = ""
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> Comment:

@@ -228,6 +228,7 @@ class _FeatureNames:
         self._word = offsets["word"]
         self._chars = offsets["chars"]
         self._domain = offsets["domain"]
+        self._site = offsets["site"]
         self._signal = offsets["signal"]
         self._domains = [""] * len(vectorizer.domain_vocabulary_)
         for term, i in vectorizer.domain_vocabulary_.items():
@@ -254,6 +255,10 @@ class _FeatureNames:
             if column >= self._signal:
                 name = SIGNAL_NAMES[column - self._signal]
                 return f"signal:{name}", describe_signal(name, value)
+            if column >= self._site:
+                _site, bucket = v.site_feature(column - self._site)
+                term = gram("word", bucket)
+                return f"site-word:{term}", f"{_describe('word', term)} (this site)"
             if column >= self._domain:
                 term = self._domains[column - self._domain]
                 return f"domain:{term}", _describe("domain", term)

@@ -29,6 +29,7 @@ from service import security, tables
 from service.engine import attach, compute_verdict
 from service.intake import SiteCache, new_comment, resolve_site, store_comment
 from service.labels import AppliedLabel, apply_label
+from service.memory import NearDuplicateMemory
 from service.schemas import CommentIn
 
 log = logging.getLogger(__name__)
@@ -304,12 +305,19 @@ def _rule(comment: CommentIn, honeypot_name: str) -> Rule | None:
     return None
 
 
-def _verdict(comment: tables.Comment, submission: Submission, model: LoadedModel) -> tables.Verdict:
-    """The model's verdict; a rule, if one applies, decides and comes first among the reasons.
+def _verdict(
+    comment: tables.Comment,
+    submission: Submission,
+    model: LoadedModel,
+    memory: NearDuplicateMemory | None = None,
+    account_id: int | None = None,
+) -> tables.Verdict:
+    """The model's verdict (a near-duplicate of a labelled comment takes its label, as in
+    `/v1/check`); a rule, if one applies, decides and comes first among the reasons.
 
-    The score stays the model's, so that it remains a calibrated probability.
+    A rule leaves the score as it was, so that it remains the model's (or the memory's).
     """
-    verdict = compute_verdict(comment, model)
+    verdict = compute_verdict(comment, model, memory, account_id)
     if submission.rule is not None:
         verdict.decision = submission.rule.decision.value
         verdict.reasons = [submission.rule.reason().to_dict(), *verdict.reasons]
@@ -325,6 +333,7 @@ def check(
     account_id: int,
     submission: Submission,
     model: LoadedModel,
+    memory: NearDuplicateMemory | None = None,
 ) -> tables.Comment:
     """Store and score a comment, as `POST /v1/check` does; returns it with its verdict."""
     site = resolve_site(session, sites, account_id, submission.comment.blog)
@@ -332,7 +341,7 @@ def check(
     # scoring happens outside of it.
     session.commit()
     fresh = new_comment(site.id, submission.comment, None)
-    verdict = _verdict(fresh, submission, model)
+    verdict = _verdict(fresh, submission, model, memory, account_id)
     comment, _ = store_comment(session, fresh)
     attach(session, comment, verdict)
     session.commit()
@@ -385,6 +394,7 @@ def record_feedback(
     guid: str,
     who: str,
     model: LoadedModel,
+    memory: NearDuplicateMemory | None = None,
 ) -> AppliedLabel:
     """Label the comment the platform reports (by guid, else same site, author and content).
 
@@ -400,7 +410,7 @@ def record_feedback(
     created = comment is None
     if comment is None:
         fresh = new_comment(site.id, submission.comment, None)
-        verdict = _verdict(fresh, submission, model)
+        verdict = _verdict(fresh, submission, model, memory, account_id)
         comment, _ = store_comment(session, fresh)
         attach(session, comment, verdict)
     applied = apply_label(

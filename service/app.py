@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,8 +15,11 @@ from service import errors
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
+from service.memory import NearDuplicateMemory, remember_applied
 from service.queue import TaskQueue
+from service.retraining import retrain_hook
 from service.routers import akismet, comments, health, moderation, sites
+from service.routers import models as models_router
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if services.queue is not None:
                 services.queue.close()
+            if services.memory is not None:
+                services.memory.close()
             services.engine.dispose()
 
     app = FastAPI(
@@ -49,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(akismet.router)
     app.include_router(moderation.router)
+    app.include_router(models_router.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
@@ -65,7 +72,13 @@ def build_services(settings: Settings) -> Services:
     queue = TaskQueue(settings) if settings.redis_url else None
     if queue is None:
         log.warning("COMMENTGUARD_REDIS_URL is not set: comments are queued by the sweep only")
-    return Services(settings, engine, make_session_factory(engine), models, queue)
+    services = Services(settings, engine, make_session_factory(engine), models, queue)
+    services.memory = NearDuplicateMemory.from_settings(settings)
+    # A committed label protects its near-copies at once (service/memory.py).
+    services.label_hooks.append(partial(remember_applied, services.memory))
+    # Enough new labels queue a retrain (service/retraining.py).
+    services.label_hooks.append(retrain_hook(settings, services.sessions, queue))
+    return services
 
 
 class BodySizeLimit:

@@ -68,7 +68,7 @@ def train(
     activate: Annotated[bool, typer.Option(help="Make the new version the active one.")] = True,
 ) -> None:
     """Train a new model version from the bundled corpora or your own data."""
-    from classifier.artifact import set_active
+    from classifier.registry import activate as activate_version
     from training.corpora import CorpusError, deduplicate, file_sha256, load_bundled, read_file
     from training.train import DEFAULT_CORPORA, bundled_data_record
     from training.train import train as run_training
@@ -93,7 +93,7 @@ def train(
 
         result = run_training(examples, folder, data=record, seed=seed, report=report)
     if activate:
-        set_active(folder, result.version)
+        activate_version(folder, result.version, reason="trained by `commentguard train`")
     val = result.validation["at_spam_threshold"]
     console.print(
         f"model [bold]{result.version}[/bold] written to {result.path} in {result.seconds:.1f}s; "
@@ -211,8 +211,16 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+memory_app = typer.Typer(
+    help="The near-duplicate memory of labelled comments.", no_args_is_help=True
+)
+app.add_typer(memory_app, name="memory")
 
-QUEUE_NAMES = {"scoring": "commentguard.scoring", "callbacks": "commentguard.callbacks"}
+QUEUE_NAMES = {
+    "scoring": "commentguard.scoring",
+    "callbacks": "commentguard.callbacks",
+    "retraining": "commentguard.retraining",
+}
 
 
 def _settings() -> Settings:
@@ -330,7 +338,7 @@ def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None
 @app.command()
 def worker(
     queues: Annotated[
-        str, typer.Option(help="Comma-separated: scoring, callbacks.")
+        str, typer.Option(help="Comma-separated: scoring, callbacks, retraining.")
     ] = "scoring,callbacks",
     concurrency: Annotated[
         int | None, typer.Option(help="Processes or threads (default: CPU count).")
@@ -351,7 +359,9 @@ def worker(
     try:
         names = [QUEUE_NAMES[q.strip()] for q in queues.split(",") if q.strip()]
     except KeyError as exc:
-        console.print(f"[red]error:[/red] unknown queue {exc}; use scoring and/or callbacks")
+        console.print(
+            f"[red]error:[/red] unknown queue {exc}; use scoring, callbacks and/or retraining"
+        )
         raise typer.Exit(2) from exc
     try:
         load_model(settings.models_dir)  # fail now, not on the first task
@@ -639,6 +649,178 @@ def replay(
     typer.echo(json.dumps({"overall": result.overall, "after_warmup": result.after_warmup,
                            "reviewed_share": result.reviewed_share,
                            "retrains": len(result.retrains)}, indent=2))  # fmt: skip
+
+
+# --- retraining and the model registry ------------------------------------------------------
+
+models_app = typer.Typer(
+    help="The model registry: list, activate, roll back.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+
+@app.command()
+def retrain(
+    seed: Annotated[
+        int | None, typer.Option(help="Seed (default: COMMENTGUARD_RETRAIN_SEED).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run's record as JSON.")
+    ] = False,
+) -> None:
+    """Retrain now from the corpora and the database's labels; the gate decides promotion."""
+    from service import db
+    from service.retraining import run_retrain
+
+    settings = _settings()
+    _setup_logging("WARNING")
+    if seed is not None:
+        settings = settings.model_copy(update={"retrain_seed": seed})
+    engine = db.make_engine(settings)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("retraining", total=1.0)
+
+            def report(message: str, fraction: float) -> None:
+                progress.update(task, completed=fraction, description=message)
+
+            result = run_retrain(
+                settings, db.make_session_factory(engine), trigger="cli", report=report
+            )
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    if result is None:
+        console.print("[yellow]another retrain is running; nothing done[/yellow]")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(result.record, indent=2, default=str))
+        return
+    table = Table(title=f"retrain {result.run_id}: candidate {result.version}")
+    table.add_column("set")
+    table.add_column("metric")
+    table.add_column("candidate", justify="right")
+    table.add_column("active", justify="right")
+    table.add_column("limit", justify="right")
+    table.add_column("passed")
+    for check in result.decision.checks:
+        table.add_row(
+            check["set"],
+            check["metric"],
+            _fmt(check["candidate"]),
+            _fmt(check["active"]),
+            _fmt(check["limit"]),
+            "yes" if check["passed"] else "[red]no[/red]",
+        )
+    console.print(table)
+    for reason in result.decision.reasons:
+        console.print(f"  {reason}")
+    state = (
+        "promoted and activated"
+        if result.activated
+        else ("promoted" if result.promoted else "rejected")
+    )
+    console.print(
+        f"candidate [bold]{result.version}[/bold] {state} in {result.seconds:.1f}s "
+        f"(sites learned: {', '.join(result.record['sites']) or 'none'})"
+    )
+    typer.echo(result.version)
+
+
+@models_app.command("list")
+def models_list(
+    models_dir: ModelsDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every model version with its status and validation figures."""
+    from classifier.registry import versions
+
+    rows = versions(_models_dir(models_dir))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title="model versions")
+    for column in ("version", "status", "created", "examples", "MCC", "ham FPR", "sites"):
+        table.add_column(column)
+    for row in rows:
+        val = (row["metrics"] or {}).get("validation", {}).get("at_spam_threshold", {})
+        style = "bold green" if row["status"] == "active" else None
+        table.add_row(
+            row["version"],
+            row["status"],
+            str(row["created_at"] or ""),
+            str(row["n_examples"] or ""),
+            _fmt(val.get("mcc", "")),
+            _fmt(val.get("fpr", "")),
+            ", ".join(row["sites"]),
+            style=style,
+        )
+    Console(soft_wrap=True).print(table)
+
+
+@models_app.command("activate")
+def models_activate(
+    version: Annotated[str, typer.Argument(help="The version to serve.")],
+    models_dir: ModelsDir = None,
+) -> None:
+    """Verify a version and make it the active one (every process picks it up)."""
+    from classifier.artifact import ArtifactError, list_versions
+    from classifier.registry import activate
+
+    folder = _models_dir(models_dir)
+    if version not in list_versions(folder):
+        console.print(f"[red]error:[/red] no model version {version} in {folder}")
+        raise typer.Exit(2)
+    try:
+        previous = activate(folder, version, reason="activated by `commentguard models activate`")
+    except ArtifactError as exc:
+        console.print(f"[red]error:[/red] not activated: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"model [bold]{version}[/bold] is active (was {previous})")
+
+
+@models_app.command("rollback")
+def models_rollback(models_dir: ModelsDir = None) -> None:
+    """Activate the version that was active before the current one."""
+    from classifier.artifact import ArtifactError
+    from classifier.registry import rollback
+
+    folder = _models_dir(models_dir)
+    try:
+        version = rollback(folder)
+    except LookupError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except ArtifactError as exc:
+        console.print(f"[red]error:[/red] not rolled back: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"rolled back: model [bold]{version}[/bold] is active")
+
+
+@memory_app.command("rebuild")
+def memory_rebuild() -> None:
+    """Put every comment's current label into the near-duplicate memory again (in Redis)."""
+    from service import db
+    from service.memory import NearDuplicateMemory, rebuild
+
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    memory = NearDuplicateMemory.from_settings(settings)
+    if memory is None:
+        console.print(
+            "[red]error:[/red] the memory needs COMMENTGUARD_REDIS_URL and "
+            "COMMENTGUARD_NEAR_DUPLICATE_ENABLED=true"
+        )
+        raise typer.Exit(2)
+    engine = db.make_engine(settings)
+    try:
+        count = rebuild(db.make_session_factory(engine), memory)
+    finally:
+        engine.dispose()
+        memory.close()
+    console.print(f"{count} labelled comments remembered")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from service.engine import ModelHolder
 from service.errors import ApiError, unauthorized
 from service.intake import SiteCache
 from service.labels import LabelHook
+from service.memory import NearDuplicateMemory
 from service.queue import TaskQueue
 from service.settings import Settings
 
@@ -39,6 +40,8 @@ class Services:
     sites: SiteCache = field(default_factory=SiteCache)
     # Called with the labels of each request once they are committed (see service.labels).
     label_hooks: list[LabelHook] = field(default_factory=list)
+    # The near-duplicate memory (service/memory.py); None without Redis or when disabled.
+    memory: NearDuplicateMemory | None = None
 
 
 async def get_services(request: Request) -> Services:

@@ -160,7 +160,8 @@ def start_workers(
     callback_threads: int,
     with_beat: bool = True,
 ) -> None:
-    """A prefork worker for scoring, a threaded worker for callbacks, and beat.
+    """A prefork worker for scoring, a threaded worker for callbacks, a one-process worker for
+    retraining, and beat.
 
     Callbacks wait on other people's servers, so they get their own threads: a slow platform
     holds a callback thread, never a scoring process.
@@ -177,6 +178,12 @@ def start_workers(
          "--concurrency", str(callback_threads)],
         env,
     )  # fmt: skip
+    # One process: a retrain uses a core for a minute or two, and runs one at a time anyway.
+    supervisor.start(
+        "retraining worker",
+        [*cli, "worker", "--queues", "retraining", "--concurrency", "1"],
+        env,
+    )
     if with_beat:
         supervisor.start("beat", [*cli, "beat"], env)
 

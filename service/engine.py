@@ -20,6 +20,7 @@ from classifier.artifact import ACTIVE_FILE, active_version
 from service import tables
 from service.callbacks import Claim
 from service.db import SessionFactory
+from service.memory import Match, NearDuplicateMemory, overrule
 from service.settings import Settings
 from service.writes import insert_row, table_of
 
@@ -135,22 +136,47 @@ def to_record(row: tables.Comment) -> Comment:
         user_role=row.user_role,
         honeypot=row.honeypot,
         extra=dict(row.extra or {}),
+        site=str(row.site_id) if row.site_id is not None else "",
     )
 
 
-def compute_verdict(comment: tables.Comment, model: LoadedModel) -> tables.Verdict:
-    """Score a comment (its `id` set) into a verdict row, touching no database."""
+def compute_verdict(
+    comment: tables.Comment,
+    model: LoadedModel,
+    memory: NearDuplicateMemory | None = None,
+    account_id: int | None = None,
+) -> tables.Verdict:
+    """Score a comment (its `id` set) into a verdict row, touching no database.
+
+    With a `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in
+    that account takes the label's side, its reason first (see `service.memory.overrule`).
+    """
     started = time.perf_counter()
     verdict = model.score(to_record(comment))
+    score, decision = verdict.score, verdict.decision
+    reasons = [reason.to_dict() for reason in verdict.reasons]
+    if memory is not None and account_id is not None:
+        match = _recall(memory, account_id, comment.content)
+        if match is not None:
+            score, decision, reason = overrule(match, score, decision, model.thresholds)
+            reasons = [reason, *reasons]
     return tables.Verdict(
         comment_id=comment.id,
-        score=verdict.score,
-        decision=verdict.decision.value,
-        reasons=[reason.to_dict() for reason in verdict.reasons],
+        score=score,
+        decision=decision.value,
+        reasons=reasons,
         model_version=verdict.model_version,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
         scored_at=tables.utcnow(),
     )
+
+
+def _recall(memory: NearDuplicateMemory, account_id: int, text: str) -> Match | None:
+    try:
+        return memory.match(account_id, text)
+    except Exception:  # the memory helps the model; it must never stop a comment being scored
+        log.exception("near-duplicate memory failed; scoring with the model alone")
+        return None
 
 
 def attach(session: Session, comment: tables.Comment, verdict: tables.Verdict) -> None:
@@ -160,9 +186,15 @@ def attach(session: Session, comment: tables.Comment, verdict: tables.Verdict) -
     comment.verdict = verdict
 
 
-def score_into(session: Session, comment: tables.Comment, model: LoadedModel) -> tables.Verdict:
+def score_into(
+    session: Session,
+    comment: tables.Comment,
+    model: LoadedModel,
+    memory: NearDuplicateMemory | None = None,
+    account_id: int | None = None,
+) -> tables.Verdict:
     """Score a comment and add its verdict to the session (the caller commits)."""
-    verdict = compute_verdict(comment, model)
+    verdict = compute_verdict(comment, model, memory, account_id)
     attach(session, comment, verdict)
     return verdict
 
@@ -188,6 +220,7 @@ def score_stored_comment(
     comment_id: uuid.UUID,
     model: LoadedModel,
     claim_first: ClaimFirst | None = None,
+    memory: NearDuplicateMemory | None = None,
 ) -> ScoreOutcome:
     """Score a stored comment once, and make sure its callback delivery exists.
 
@@ -195,7 +228,8 @@ def score_stored_comment(
     second run finds it (or loses the insert race) and only ensures the delivery is scheduled.
     The verdict and the delivery are committed together, so neither exists without the other.
     With `claim_first`, a new delivery is stored with its first attempt already claimed, which
-    spares the attempt a transaction of its own.
+    spares the attempt a transaction of its own. With `memory`, near-duplicates of labelled
+    comments take their label (see `compute_verdict`).
     """
     with sessions() as session:
         comment = session.execute(
@@ -207,7 +241,7 @@ def score_stored_comment(
             log.warning("comment %s not found; nothing to score", comment_id)
             return ScoreOutcome(found=False, scored_now=False, delivery_id=None)
         if comment.verdict is None:
-            verdict = compute_verdict(comment, model)
+            verdict = compute_verdict(comment, model, memory, comment.site.account_id)
             delivery = _new_delivery(comment)
             claim = None
             if delivery is not None and claim_first is not None:

@@ -71,6 +71,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     text = {
         401: "Missing or unknown API key",
         404: "Not found (or not this account's)",
+        409: "Conflict with the current state (e.g. a model artifact that fails verification)",
         413: "Content or request body too large",
         422: "Malformed JSON or invalid fields (details lists each field error)",
         503: "Database, queue or model unavailable (see Retry-After)",

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import redis
 from celery import Celery
+from celery.schedules import crontab
 from kombu.entity import Queue
 
 from service.settings import Settings
@@ -21,6 +22,11 @@ CALLBACKS_QUEUE = "commentguard.callbacks"
 SCORE_TASK = "commentguard.score_comment"
 DELIVER_TASK = "commentguard.deliver_callback"
 SWEEP_TASK = "commentguard.sweep_pending"
+# Retraining has a queue (and a worker) of its own, so that a retrain never holds a scoring
+# process.
+RETRAIN_QUEUE = "commentguard.retraining"
+RETRAIN_TASK = "commentguard.retrain_model"
+RETRAIN_CHECK_TASK = "commentguard.retrain_if_due"
 
 
 class BrokerNotConfigured(RuntimeError):
@@ -63,12 +69,22 @@ def make_celery(settings: Settings) -> Celery:
         # short tasks; with late acks a reserved message is redelivered if the worker dies.
         worker_prefetch_multiplier=4,
         worker_hijack_root_logger=False,
-        task_queues=[_queue(SCORING_QUEUE), _queue(CALLBACKS_QUEUE)],
+        task_queues=[_queue(SCORING_QUEUE), _queue(CALLBACKS_QUEUE), _queue(RETRAIN_QUEUE)],
         task_default_queue=SCORING_QUEUE,
         task_routes={
             SCORE_TASK: {"queue": SCORING_QUEUE},
             SWEEP_TASK: {"queue": SCORING_QUEUE},
             DELIVER_TASK: {"queue": CALLBACKS_QUEUE},
+            RETRAIN_TASK: {"queue": RETRAIN_QUEUE},
+            RETRAIN_CHECK_TASK: {"queue": RETRAIN_QUEUE},
+        },
+        # Training takes minutes, not the seconds a scoring task is allowed.
+        task_annotations={
+            name: {
+                "time_limit": settings.retrain_time_limit_seconds,
+                "soft_time_limit": settings.retrain_soft_time_limit_seconds,
+            }
+            for name in (RETRAIN_TASK, RETRAIN_CHECK_TASK)
         },
         # A publish that fails is not retried for long: the comment is already committed
         # and the sweep will queue it, so the API answers instead of waiting on Redis.
@@ -84,7 +100,19 @@ def make_celery(settings: Settings) -> Celery:
                 "task": SWEEP_TASK,
                 "schedule": timedelta(seconds=settings.pending_sweep_interval_seconds),
                 "options": {"expires": settings.pending_sweep_interval_seconds},
-            }
+            },
+            "retrain-scheduled": {
+                "task": RETRAIN_TASK,
+                "schedule": crontab(*settings.retrain_cron.split()),
+                "kwargs": {"trigger": "schedule"},
+            },
+            "retrain-if-due": {
+                "task": RETRAIN_CHECK_TASK,
+                "schedule": timedelta(seconds=settings.retrain_check_interval_seconds),
+                # A check that waited a minute is still worth running (it is cheap); one that
+                # expired too soon would never run on a busy worker.
+                "options": {"expires": max(settings.retrain_check_interval_seconds, 60.0)},
+            },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
@@ -111,6 +139,11 @@ class TaskQueue:
     def deliver(self, delivery_id: uuid.UUID, countdown: float | None = None) -> bool:
         """Queue `deliver_callback`; False (logged) if Redis is unreachable."""
         return self._send(DELIVER_TASK, str(delivery_id), countdown)
+
+    def retrain(self, run_id: str, trigger: str = "api") -> None:
+        """Queue `retrain_model` for a run already recorded as queued; raises if Redis is
+        unreachable (a retrain asked for is not silently dropped)."""
+        self.celery.send_task(RETRAIN_TASK, kwargs={"run_id": run_id, "trigger": trigger})
 
     def ping(self) -> None:
         """Raise unless Redis answers."""

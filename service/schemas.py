@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -75,10 +75,31 @@ class ReasonOut(BaseModel):
     weight: float
 
 
+class NearDuplicateReasonOut(ReasonOut):
+    """The comment near-duplicates one a moderator labelled: it takes that label at once."""
+
+    kind: Literal["near_duplicate"] = "near_duplicate"
+    comment_id: uuid.UUID = Field(description="The labelled comment it near-duplicates.")
+    label: Literal["spam", "ham"] = Field(description="That comment's label.")
+    similarity: float = Field(
+        ge=0, le=1, description="Estimated Jaccard similarity of the two texts' shingles."
+    )
+
+
+def reason_out(reason: dict[str, Any]) -> ReasonOut:
+    """A stored reason as its response type (near-duplicate reasons carry the match)."""
+    if reason.get("kind") == "near_duplicate":
+        return NearDuplicateReasonOut(**reason)
+    return ReasonOut(**reason)
+
+
 class VerdictOut(BaseModel):
     score: float = Field(description="Calibrated probability that the comment is spam.")
     decision: Decision
-    reasons: list[ReasonOut]
+    reasons: list[NearDuplicateReasonOut | ReasonOut] = Field(
+        description="What decided the verdict, strongest first. A near-duplicate of a labelled "
+        "comment comes first and decides (`kind: near_duplicate`, with the matched comment)."
+    )
     model_version: str
     scored_at: datetime
 
@@ -87,7 +108,7 @@ class VerdictOut(BaseModel):
         return cls(
             score=row.score,
             decision=Decision(row.decision),
-            reasons=[ReasonOut(**reason) for reason in row.reasons],
+            reasons=[reason_out(reason) for reason in row.reasons],
             model_version=row.model_version,
             scored_at=row.scored_at,
         )
@@ -334,3 +355,37 @@ class UserOut(BaseModel):
     has_password: bool
     tokens: int
     sites: list[str]
+
+
+# --- the model registry (service/routers/models.py) -----------------------------------------
+
+
+class ModelVersionOut(BaseModel):
+    version: str
+    status: str = Field(description="candidate, active, retired or rejected.")
+    created_at: str | None = None
+    n_examples: int | None = None
+    thresholds: dict[str, float] | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    gate: dict[str, Any] | None = Field(
+        default=None, description="The promotion gate's decision and numbers (retrained only)."
+    )
+    sites: list[str] = Field(default_factory=list, description="Sites with per-site features.")
+    run_id: str | None = None
+    reason: str = ""
+
+
+class ModelsOut(BaseModel):
+    active: str | None
+    versions: list[ModelVersionOut]
+
+
+class RetrainQueuedOut(BaseModel):
+    run_id: str
+    status: str
+    url: str = Field(description="Where the run's outcome can be read.")
+
+
+class ActivatedOut(BaseModel):
+    active: str
+    previous: str | None

@@ -50,6 +50,62 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=60, ge=1)
     callback_worker_threads: int = Field(default=16, ge=1)
 
+    # --- retraining (service/retraining.py, training/retrain.py) ---
+    # Cron string (minute hour day-of-month month day-of-week, UTC) of the scheduled retrain.
+    retrain_cron: str = "0 3 * * *"
+    # New labels (since the last run) that trigger a retrain; checked every interval below.
+    retrain_label_count: int = Field(default=100, ge=1)
+    retrain_check_interval_seconds: float = Field(default=300.0, gt=0)
+    # Bundled corpora trained on beside the labels (comma-separated names).
+    retrain_corpora: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["youtube", "instagram", "sms"]
+    )
+    # How much a label weighs against a corpus row.
+    retrain_label_weight: float = Field(default=3.0, gt=0)
+    # Labels per class (spam AND ham) a site needs before it gets per-site features.
+    retrain_min_site_labels_per_class: int = Field(default=20, ge=1)
+    # Newest share of the labels held out for the promotion gate.
+    retrain_holdout_share: float = Field(default=0.2, gt=0, lt=1)
+    # How far the candidate's MCC may fall below the active model's and still be promoted.
+    retrain_mcc_tolerance: float = Field(default=0.02, ge=0, le=1)
+    retrain_seed: int = 0
+    # Celery time limits of the retraining task (it runs alone on its own queue).
+    retrain_soft_time_limit_seconds: int = Field(default=900, ge=1)
+    retrain_time_limit_seconds: int = Field(default=1200, ge=1)
+
+    @field_validator("retrain_corpora", mode="before")
+    @classmethod
+    def _split_corpora(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        from celery.schedules import crontab
+
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(f"retrain_cron needs 5 fields (m h dom mon dow), got {value!r}")
+        try:
+            crontab(*fields)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"retrain_cron {value!r} is not a valid cron string: {exc}") from exc
+        return value
+
+    # Near-duplicate memory (service/memory.py): a labelled comment's near-copies take its
+    # label at once, before any retraining. Needs redis_url; off without it.
+    near_duplicate_enabled: bool = True
+    # Estimated Jaccard similarity of two texts' character 5-gram shingles to count as a match.
+    near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
+    # MinHash permutations per signature (more: a finer similarity estimate, a bigger entry).
+    near_duplicate_num_perm: int = Field(default=128, ge=16, le=1024)
+    # Texts with fewer distinct shingles are neither remembered nor matched (too short to tell).
+    near_duplicate_min_shingles: int = Field(default=24, ge=1)
+    # Redis socket timeout of a memory call: a slow Redis costs scoring at most this much.
+    near_duplicate_timeout_seconds: float = Field(default=0.25, gt=0)
+
     @field_validator("callback_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -69,6 +125,10 @@ class Settings(BaseSettings):
             raise ValueError("COMMENTGUARD_SECRET_KEY must be at least 16 characters")
         if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
             raise ValueError("task_soft_time_limit_seconds must be below task_time_limit_seconds")
+        if self.retrain_soft_time_limit_seconds >= self.retrain_time_limit_seconds:
+            raise ValueError(
+                "retrain_soft_time_limit_seconds must be below retrain_time_limit_seconds"
+            )
         return self
 
     @property

@@ -26,7 +26,9 @@ from service.callbacks import Claim, attempt, claim_new, deliver, make_client
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comment
 from service.labels import label_id_of, render_label_callback
-from service.queue import DELIVER_TASK, SCORE_TASK, SWEEP_TASK
+from service.memory import NearDuplicateMemory
+from service.queue import DELIVER_TASK, RETRAIN_CHECK_TASK, RETRAIN_TASK, SCORE_TASK, SWEEP_TASK
+from service.retraining import retrain_if_due, run_retrain
 from service.schemas import CallbackBody
 from service.settings import Settings
 from service.sweep import find_stale
@@ -44,6 +46,7 @@ class WorkerContext:
     models: ModelHolder
     client: httpx.Client
     senders: ThreadPoolExecutor
+    memory: NearDuplicateMemory | None = None  # near-duplicates of labelled comments
 
 
 _settings: Settings | None = None
@@ -79,6 +82,7 @@ def context() -> WorkerContext:
                 models,
                 make_client(_settings),
                 senders,
+                NearDuplicateMemory.from_settings(_settings),
             )
         return _context
 
@@ -130,6 +134,7 @@ def score_comment(self: Task, comment_id: str) -> None:
             uuid.UUID(comment_id),
             ctx.models.current,
             partial(_claim_first, ctx) if threads_free else None,
+            ctx.memory,
         )
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
@@ -197,3 +202,23 @@ def sweep_pending(self: Task) -> None:
             len(stale.comment_ids),
             len(stale.delivery_ids),
         )
+
+
+# --- retraining (its own queue and worker) -------------------------------------------------
+# Not acked late: a retrain that died with its worker is not worth repeating blindly (the next
+# schedule or label count triggers another), and running one twice would make two versions.
+
+
+@shared_task(bind=True, name=RETRAIN_TASK, acks_late=False)
+def retrain_model(self: Task, run_id: str | None = None, trigger: str = "manual") -> None:
+    """Retrain from the database's labels; the gate decides whether the candidate goes live."""
+    ctx = context()
+    run_retrain(ctx.settings, ctx.sessions, run_id=run_id, trigger=trigger)
+    ctx.models.reload_if_changed()
+
+
+@shared_task(bind=True, name=RETRAIN_CHECK_TASK, acks_late=False)
+def retrain_check(self: Task) -> None:
+    """Retrain if enough labels arrived since the last run."""
+    ctx = context()
+    retrain_if_due(ctx.settings, ctx.sessions)

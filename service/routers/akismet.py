@@ -109,7 +109,7 @@ def comment_check(
     if refused := _missing(form, "blog", "user_ip"):
         return refused
     submission = akismet.to_submission(form, services.settings.max_content_bytes)
-    comment = akismet.check(session, services.sites, account_id, submission, model)
+    comment = akismet.check(session, services.sites, account_id, submission, model, services.memory)
     assert comment.verdict is not None
     decision = comment.verdict.decision
     headers = {GUID: str(comment.id)}
@@ -140,6 +140,7 @@ def _submit(
         form.value("guid"),
         akismet.actor(key),
         model,
+        services.memory,
     )
     labels.after_commit([applied], services.queue, services.label_hooks)
     return text(akismet.SUBMISSION_THANKS)

@@ -101,11 +101,12 @@ def check_comment(
 ) -> CommentOut:
     """Score a comment now, store it with its verdict, and return the verdict."""
     _check_size(body, services.settings)
+    memory = services.memory
     site = resolve_site(session, services.sites, account_id, body.blog)
     fresh = new_comment(site.id, body, body.external_id)
     # Scored before any write: on SQLite a write transaction holds the database's only write
     # lock, so it should last for the inserts alone.
-    verdict = compute_verdict(fresh, model)
+    verdict = compute_verdict(fresh, model, memory, account_id)
     fresh.status = tables.CommentStatus.SCORED
     if insert_rows(session, fresh, verdict):
         fresh.verdict = verdict
@@ -116,7 +117,7 @@ def check_comment(
     if created:
         attach(session, comment, verdict)
     elif comment.verdict is None:
-        score_into(session, comment, model)
+        score_into(session, comment, model, memory, account_id)
     try:
         session.commit()
     except IntegrityError:

@@ -187,6 +187,25 @@ def create_account(settings: Settings, name: str = "test") -> Account:
     return Account(new.account_id, new.plaintext)
 
 
+def create_admin(settings: Settings, name: str | None = None) -> Account:
+    """An admin user; its `key` is the user's bearer token (user endpoints take no site key)."""
+    from service import tables, users
+
+    engine = db.make_engine(settings)
+    try:
+        with db.make_session_factory(engine)() as session:
+            new = users.create_user(
+                session,
+                name or f"admin-{uuid.uuid4().hex[:8]}",
+                tables.UserRole.ADMIN,
+                settings.secret_key,
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    return Account(new.user_id, new.plaintext)
+
+
 @pytest.fixture
 def account(settings: Settings) -> Account:
     """A fresh account for each test, so that tests never share comments or sites."""

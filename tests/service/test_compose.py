@@ -24,14 +24,14 @@ def _cli() -> Any:
     return typer.main.get_command(app)
 
 
-def test_compose_has_the_five_services() -> None:
-    assert set(SERVICES) == {"api", "worker", "beat", "redis", "postgres"}
-    assert sorted(OURS) == ["api", "beat", "worker"]
+def test_compose_has_the_six_services() -> None:
+    assert set(SERVICES) == {"api", "worker", "retrainer", "beat", "redis", "postgres"}
+    assert sorted(OURS) == ["api", "beat", "retrainer", "worker"]
     # One image: api, worker and beat differ only by their command.
     assert len({(SERVICES[n]["build"], SERVICES[n]["image"]) for n in OURS}) == 1
 
 
-@pytest.mark.parametrize("name", ["api", "worker", "beat"])
+@pytest.mark.parametrize("name", ["api", "worker", "retrainer", "beat"])
 def test_compose_command_is_a_valid_cli_invocation(name: str) -> None:
     command = SERVICES[name]["command"]
     assert command[0] == "commentguard"
@@ -95,7 +95,7 @@ def test_compose_volumes_are_declared_and_models_are_shared() -> None:
             source = volume.split(":")[0]
             assert source in declared, f"{name}: volume {source} is not declared"
     models_dir = SERVICES["api"]["environment"]["COMMENTGUARD_MODELS_DIR"]
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "retrainer"):
         assert f"models:{models_dir}" in SERVICES[name]["volumes"]
     assert "postgres:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
 

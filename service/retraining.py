@@ -1,0 +1,276 @@
+"""Retraining in the service: labels from the database into `training.retrain.retrain`.
+
+The labels are the newest label of each comment (moderator or platform feedback; a comment's
+label is its newest row), test traffic excluded. Only one retrain runs at a time: a Redis lock
+when there is a Redis (every process of a deployment shares it), a file lock in the models
+folder otherwise. Every run leaves a record in `models/runs/<run id>.json` (queued, running,
+then done, failed or skipped), which `GET /v1/models/runs/{id}` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import redis
+from sqlalchemy import func, select
+
+from service import tables
+from service.db import SessionFactory
+from service.engine import to_record
+from service.settings import Settings
+from training.corpora import load_bundled
+from training.gate import GateParams
+from training.retrain import (
+    LabelRecord,
+    RetrainParams,
+    RetrainResult,
+    list_runs,
+    new_run_id,
+    read_run,
+    retrain,
+    write_run,
+)
+from training.train import bundled_data_record
+
+if TYPE_CHECKING:
+    from service.labels import AppliedLabel
+    from service.queue import TaskQueue
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "commentguard:retrain-lock"
+Report = Callable[[str, float], None]
+
+
+class RetrainBusy(RuntimeError):
+    """Another retrain holds the lock."""
+
+
+def _newest_labels() -> Any:
+    newest = (
+        select(func.max(tables.Label.id).label("id")).group_by(tables.Label.comment_id).subquery()
+    )
+    return (
+        select(tables.Label, tables.Comment)
+        .join(newest, newest.c.id == tables.Label.id)
+        .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
+        .where(tables.Comment.is_test.is_(False))
+        .order_by(tables.Label.created_at, tables.Label.id)
+    )
+
+
+def load_labels(sessions: SessionFactory, until: datetime | None = None) -> list[LabelRecord]:
+    """Every comment's newest label (test traffic excluded), as plain records; with `until`,
+    only labels given before it."""
+    query = _newest_labels()
+    if until is not None:
+        query = query.where(tables.Label.created_at <= until)
+    with sessions() as session:
+        rows = session.execute(query).all()
+        return [
+            LabelRecord(
+                comment=to_record(comment),
+                label=1 if label.label == tables.LabelValue.SPAM else 0,
+                created_at=label.created_at,
+                comment_id=str(comment.id),
+            )
+            for label, comment in rows
+        ]
+
+
+def labels_since(sessions: SessionFactory, since: datetime | None) -> int:
+    """Labels (rows, test traffic excluded) created after `since` (all of them if None)."""
+    query = (
+        select(func.count(tables.Label.id))
+        .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
+        .where(tables.Comment.is_test.is_(False))
+    )
+    if since is not None:
+        query = query.where(tables.Label.created_at > since)
+    with sessions() as session:
+        return int(session.execute(query).scalar_one())
+
+
+def params_from(settings: Settings) -> RetrainParams:
+    return RetrainParams(
+        seed=settings.retrain_seed,
+        holdout_share=settings.retrain_holdout_share,
+        label_weight=settings.retrain_label_weight,
+        min_site_labels_per_class=settings.retrain_min_site_labels_per_class,
+        gate=GateParams(mcc_tolerance=settings.retrain_mcc_tolerance),
+    )
+
+
+@contextlib.contextmanager
+def retrain_lock(settings: Settings) -> Iterator[None]:
+    """Hold the one-retrain-at-a-time lock, or raise RetrainBusy at once."""
+    if settings.redis_url:
+        client = redis.Redis.from_url(settings.redis_url)
+        lock = client.lock(LOCK_NAME, timeout=settings.retrain_time_limit_seconds + 60)
+        try:
+            if not lock.acquire(blocking=False):
+                raise RetrainBusy("another retrain is running")
+            try:
+                yield
+            finally:
+                with contextlib.suppress(redis.exceptions.LockError):
+                    lock.release()
+        finally:
+            client.close()
+        return
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.models_dir / ".retrain.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RetrainBusy("another retrain is running") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def queue_run(settings: Settings, trigger: str) -> str:
+    """Record a new run as queued; returns its id (the caller queues the task)."""
+    run_id = new_run_id()
+    write_run(
+        settings.models_dir,
+        run_id,
+        {"status": "queued", "trigger": trigger, "queued_at": _now()},
+    )
+    return run_id
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_retrain(
+    settings: Settings,
+    sessions: SessionFactory,
+    *,
+    run_id: str | None = None,
+    trigger: str = "manual",
+    report: Report | None = None,
+    record_skip: bool = True,
+) -> RetrainResult | None:
+    """Retrain now from the database's labels; None if another retrain is running (the run
+    is recorded as skipped unless `record_skip` is false). A failure is recorded as failed
+    and raised."""
+    run_id = run_id or new_run_id()
+    before = read_run(settings.models_dir, run_id) or {}
+    base = {"trigger": trigger, "queued_at": before.get("queued_at")}
+    try:
+        with retrain_lock(settings):
+            now = datetime.now(UTC)
+            write_run(
+                settings.models_dir,
+                run_id,
+                {**base, "status": "running", "started_at": now.isoformat()},
+            )
+            try:
+                labels = load_labels(sessions, until=now)
+                corpus = load_bundled(settings.retrain_corpora)
+                result = retrain(
+                    corpus,
+                    labels,
+                    settings.models_dir,
+                    params=params_from(settings),
+                    now=now,
+                    run_id=run_id,
+                    data=bundled_data_record(settings.retrain_corpora),
+                    report=report,
+                )
+            except Exception as exc:
+                log.exception("retrain %s failed", run_id)
+                write_run(
+                    settings.models_dir,
+                    run_id,
+                    {
+                        **base,
+                        "status": "failed",
+                        "started_at": now.isoformat(),
+                        "finished_at": _now(),
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
+                )
+                raise
+    except RetrainBusy as exc:
+        log.info("retrain %s skipped: %s", run_id, exc)
+        if not record_skip:
+            return None
+        write_run(
+            settings.models_dir,
+            run_id,
+            {**base, "status": "skipped", "finished_at": _now(), "error": str(exc)},
+        )
+        return None
+    write_run(settings.models_dir, run_id, {**base, **result.record})
+    log.info(
+        "retrain %s: candidate %s %s", run_id, result.version,
+        "promoted" if result.promoted else "rejected",
+    )  # fmt: skip
+    return result
+
+
+def retrain_if_due(settings: Settings, sessions: SessionFactory) -> RetrainResult | None:
+    """Retrain if `retrain_label_count` labels arrived since the last run was queued or started
+    (since ever, if there was none); None if not due (or another retrain is running)."""
+    since = _last_run_start(settings)
+    count = labels_since(sessions, since)
+    if count < settings.retrain_label_count:
+        log.debug("retrain not due: %d new labels of %d", count, settings.retrain_label_count)
+        return None
+    log.info("retrain due: %d new labels since %s", count, since)
+    # A periodic check that finds a retrain running is not worth a record of its own.
+    return run_retrain(settings, sessions, trigger=f"labels:{count}", record_skip=False)
+
+
+def _last_run_start(settings: Settings) -> datetime | None:
+    """When the newest run (other than a skipped one) was queued or started."""
+    times = [
+        str(run.get("queued_at") or run.get("started_at"))
+        for run in list_runs(settings.models_dir)
+        if run.get("status") != "skipped" and (run.get("queued_at") or run.get("started_at"))
+    ]
+    return datetime.fromisoformat(max(times)) if times else None
+
+
+def trigger_if_due(
+    settings: Settings, sessions: SessionFactory, queue: TaskQueue | None
+) -> str | None:
+    """Queue a retrain once `retrain_label_count` labels arrived since the last run was queued
+    (or started); the new run's id, else None.
+
+    Runs as a label hook, right after the labels commit, so that the count triggers a retrain
+    as soon as it is reached; the periodic `retrain_if_due` check stays as the fallback.
+    """
+    if queue is None:
+        return None
+    count = labels_since(sessions, _last_run_start(settings))
+    if count < settings.retrain_label_count:
+        return None
+    run_id = queue_run(settings, f"labels:{count}")
+    try:
+        queue.retrain(run_id, trigger=f"labels:{count}")
+    except Exception as exc:
+        write_run(settings.models_dir, run_id, {"status": "failed", "error": f"not queued: {exc}"})
+        raise
+    log.info("retrain %s queued: %d new labels", run_id, count)
+    return run_id
+
+
+def retrain_hook(
+    settings: Settings, sessions: SessionFactory, queue: TaskQueue | None
+) -> Callable[[Sequence[AppliedLabel]], None]:
+    """The label hook that counts new labels towards a retrain."""
+
+    def hook(_applied: Sequence[AppliedLabel]) -> None:
+        trigger_if_due(settings, sessions, queue)
+
+    return hook

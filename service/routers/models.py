@@ -1,0 +1,98 @@
+"""The model registry: versions and their status, retraining, activation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from classifier.artifact import ArtifactError, active_version, list_versions
+from classifier.registry import activate, versions
+from service import errors
+from service.deps import AdminUser, CurrentUser, QueueDep, SettingsDep
+from service.errors import ApiError
+from service.retraining import queue_run
+from service.schemas import ActivatedOut, ModelsOut, ModelVersionOut, RetrainQueuedOut
+from training.retrain import list_runs, read_run, write_run
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("", response_model=ModelsOut, responses=errors.responses(401))
+def list_models(_user: CurrentUser, settings: SettingsDep) -> ModelsOut:
+    """Every model version with its status, metrics and promotion-gate numbers."""
+    return ModelsOut(
+        active=active_version(settings.models_dir),
+        versions=[ModelVersionOut(**row) for row in versions(settings.models_dir)],
+    )
+
+
+@router.post(
+    "/retrain",
+    status_code=202,
+    response_model=RetrainQueuedOut,
+    responses=errors.responses(401, 403, 503),
+)
+def request_retrain(_admin: AdminUser, settings: SettingsDep, queue: QueueDep) -> RetrainQueuedOut:
+    """Queue a retrain; its outcome is at the returned url."""
+    if queue is None:
+        raise ApiError(
+            503,
+            "unavailable",
+            "the task queue is not configured (COMMENTGUARD_REDIS_URL); "
+            "run `commentguard retrain` instead",
+            headers={"Retry-After": errors.RETRY_AFTER_SECONDS},
+        )
+    run_id = queue_run(settings, "api")
+    try:
+        queue.retrain(run_id)
+    except Exception as exc:
+        write_run(settings.models_dir, run_id, {"status": "failed", "error": f"not queued: {exc}"})
+        raise ApiError(
+            503,
+            "unavailable",
+            "the task queue is unavailable; retry later",
+            headers={"Retry-After": errors.RETRY_AFTER_SECONDS},
+        ) from exc
+    return RetrainQueuedOut(run_id=run_id, status="queued", url=f"/v1/models/runs/{run_id}")
+
+
+@router.get("/runs", responses=errors.responses(401))
+def list_retrain_runs(
+    _user: CurrentUser,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    """The newest retrain runs first: queued, running, done (with the gate's decision and
+    numbers), failed or skipped."""
+    return list(reversed(list_runs(settings.models_dir)))[:limit]
+
+
+@router.get("/runs/{run_id}", responses=errors.responses(401, 404))
+def get_run(run_id: str, _user: CurrentUser, settings: SettingsDep) -> dict[str, Any]:
+    """A retrain run: queued, running, done (with the gate's decision and numbers), failed or
+    skipped."""
+    record = read_run(settings.models_dir, run_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no retrain run {run_id}")
+    return record
+
+
+@router.post(
+    "/{version}/activate",
+    response_model=ActivatedOut,
+    responses=errors.responses(401, 403, 404, 409),
+)
+def activate_model(version: str, _admin: AdminUser, settings: SettingsDep) -> ActivatedOut:
+    """Verify a version and make it the one every process serves (within seconds)."""
+    if version not in list_versions(settings.models_dir):
+        raise ApiError(404, "not_found", f"no model version {version}")
+    try:
+        previous = activate(settings.models_dir, version, reason="activated through the API")
+    except ArtifactError as exc:
+        raise ApiError(
+            409,
+            "invalid_artifact",
+            f"model {version} failed verification and was not activated: {exc.reason}",
+        ) from exc
+    return ActivatedOut(active=version, previous=previous)

@@ -1,0 +1,350 @@
+"""Retraining: the bundled corpora plus the moderators' and platforms' labels make a candidate,
+the gate (training/gate.py) decides whether it replaces the active model, and every run is
+recorded.
+
+`retrain()` is a plain function (the Celery task, the command line and the replay call it).
+For a given seed and the same data it makes the same split, the same model and the same
+decision.
+
+Data:
+* corpora: the bundled examples minus a fixed validation split, chosen by a hash of each
+  comment's normalised text (so it is the same on every run and every machine);
+* labels: the newest label of each comment (the caller passes them so), minus a time-based
+  holdout of the newest `holdout_share` of them, which the gate measures both models on.
+  Labels weigh `label_weight` times a corpus row: they are this deployment's own traffic.
+
+Per-site learning: a site with at least `min_site_labels_per_class` spam AND ham labels in the
+training labels gets site-specific copies of the word features (classifier/features.py), so
+its moderators' labels count most for it while every other site keeps the shared model. The
+default, 20 per class, is Rspamd's and SpamAssassin's minimum of 200 learned messages per class
+before a Bayes classifier is used, scaled down to comment traffic: below it a site's copies
+would learn its few examples by heart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifier.artifact import (
+    ArtifactError,
+    active_version,
+    load_model,
+    save_model,
+    version_dir,
+)
+from classifier.features import to_frame
+from classifier.normalize import normalize_text
+from classifier.pipeline import DEFAULT_PARAMS, build_pipeline
+from classifier.record import Comment
+from classifier.registry import Status, activate, mark
+from classifier.scoring import LoadedModel
+from training.corpora import Example
+from training.gate import GateDecision, GateParams, decide
+from training.metrics import classification_metrics
+from training.train import choose_thresholds
+
+log = logging.getLogger(__name__)
+
+RUNS_DIR = "runs"
+RUN_FILE = "run.json"
+Report = Callable[[str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRecord:
+    """One labelled comment of this deployment: its fields (with `comment.site`, the site
+    key), 1 = spam / 0 = ham, and when the label was given."""
+
+    comment: Comment
+    label: int
+    created_at: datetime
+    comment_id: str = ""
+
+    @property
+    def site(self) -> str:
+        return self.comment.site
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainParams:
+    """Defaults are documented in the module docstring and training/gate.py."""
+
+    seed: int = 0
+    validation_share: float = 0.2  # of the corpora, by hash of the normalised text
+    holdout_share: float = 0.2  # newest labels held out for the gate
+    min_holdout_labels: int = 10  # fewer labels than this: no holdout, all are trained on
+    label_weight: float = 3.0
+    min_site_labels_per_class: int = 20
+    model: dict[str, Any] = field(default_factory=dict)  # classifier.pipeline parameters
+    gate: GateParams = field(default_factory=GateParams)
+    activate: bool = True  # activate a promoted candidate
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainResult:
+    run_id: str
+    version: str
+    promoted: bool
+    activated: bool
+    previous_active: str | None
+    decision: GateDecision
+    record: dict[str, Any]
+    seconds: float
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable run id such as `run-20261128-030000-1a2b3c`."""
+    now = now or datetime.now(UTC)
+    return f"run-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def in_validation(content: str, share: float) -> bool:
+    """Whether a corpus comment belongs to the fixed validation split."""
+    digest = hashlib.sha256(normalize_text(content).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < share * 10_000
+
+
+def split_corpus(examples: Sequence[Example], share: float) -> tuple[list[Example], list[Example]]:
+    """(training, validation) by hash of the normalised text."""
+    train: list[Example] = []
+    validation: list[Example] = []
+    for example in examples:
+        (validation if in_validation(example.comment.content, share) else train).append(example)
+    return train, validation
+
+
+def split_labels(
+    labels: Sequence[LabelRecord], share: float, minimum: int
+) -> tuple[list[LabelRecord], list[LabelRecord]]:
+    """(training, holdout): the holdout is the newest `share` of the labels."""
+    ordered = sorted(labels, key=lambda r: (r.created_at, r.comment_id))
+    if len(ordered) < minimum:
+        return ordered, []
+    k = max(1, math.floor(len(ordered) * share))
+    return ordered[:-k], ordered[-k:]
+
+
+def learned_sites(labels: Sequence[LabelRecord], minimum: int) -> list[str]:
+    """Sites with at least `minimum` spam and `minimum` ham labels, sorted."""
+    counts: Counter[tuple[str, int]] = Counter((r.site, r.label) for r in labels if r.site)
+    sites = {site for site, _ in counts}
+    return sorted(s for s in sites if counts[(s, 0)] >= minimum and counts[(s, 1)] >= minimum)
+
+
+def evaluate_model(
+    model: LoadedModel, comments: Sequence[Comment], labels: Sequence[int]
+) -> dict[str, Any]:
+    """The metrics of a model at its own `spam` threshold (the decision it takes)."""
+    if not comments:
+        return {"n": 0, "spam": 0, "precision": None, "recall": None, "f1": None, "mcc": None,
+                "fpr": None, "roc_auc": None}  # fmt: skip
+    scores = model.probabilities(comments)
+    return classification_metrics(list(labels), scores, model.thresholds.spam)
+
+
+def retrain(
+    corpus: Sequence[Example],
+    labels: Sequence[LabelRecord],
+    models_dir: Path,
+    *,
+    active: str | None = None,
+    params: RetrainParams | None = None,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    report: Report | None = None,
+) -> RetrainResult:
+    """Train a candidate, gate it against the active model, save and record it, and activate
+    it if it passed. `active` defaults to the version `models_dir/ACTIVE` names."""
+    started = time.perf_counter()
+    p = params or RetrainParams()
+    now = now or datetime.now(UTC)
+    run_id = run_id or new_run_id(now)
+    step = report or (lambda _m, _f: None)
+    models_dir = Path(models_dir)
+    active = active or active_version(models_dir)
+
+    corpus_train, corpus_val = split_corpus(corpus, p.validation_share)
+    label_train, holdout = split_labels(labels, p.holdout_share, p.min_holdout_labels)
+    sites = learned_sites(label_train, p.min_site_labels_per_class)
+    train_comments = [e.comment for e in corpus_train] + [r.comment for r in label_train]
+    y = np.array([e.label for e in corpus_train] + [r.label for r in label_train])
+    weights = np.concatenate(
+        (np.ones(len(corpus_train)), np.full(len(label_train), float(p.label_weight)))
+    )
+    if len(set(y.tolist())) < 2:
+        raise ValueError("retraining needs both spam and ham examples")
+    model_params = {**DEFAULT_PARAMS, **p.model, "seed": p.seed, "sites": tuple(sites)}
+    step(f"fitting on {len(y)} comments ({len(label_train)} labels, {len(sites)} sites)", 0.05)
+    pipeline = build_pipeline(model_params).fit(
+        to_frame(train_comments), y, classifier__sample_weight=weights
+    )
+    fitted_at = time.perf_counter()
+
+    step("choosing thresholds on the corpus validation split", 0.7)
+    val_comments = [e.comment for e in corpus_val]
+    val_labels = [e.label for e in corpus_val]
+    provisional = LoadedModel(run_id, pipeline, choose_thresholds(np.array([0, 1]), np.zeros(2)))
+    val_scores = provisional.probabilities(val_comments)
+    thresholds = choose_thresholds(np.array(val_labels), val_scores)
+    candidate = LoadedModel(run_id, pipeline, thresholds)
+
+    step("measuring the candidate and the active model", 0.8)
+    holdout_comments = [r.comment for r in holdout]
+    holdout_labels = [r.label for r in holdout]
+    sets = {"labels": (holdout_comments, holdout_labels), "corpus": (val_comments, val_labels)}
+    cand_metrics = {name: evaluate_model(candidate, c, y_) for name, (c, y_) in sets.items()}
+    active_metrics: dict[str, dict[str, Any]] | None = None
+    active_error = None
+    if active is not None:
+        try:
+            current = load_model(models_dir, active)
+        except ArtifactError as exc:
+            # An active model that no longer loads is no benchmark: the candidate stands alone.
+            active_error = str(exc)
+            log.error("retrain %s: the active model %s does not load: %s", run_id, active, exc)
+        else:
+            active_metrics = {
+                name: evaluate_model(current, c, y_) for name, (c, y_) in sets.items()
+            }
+    decision = decide(cand_metrics, active_metrics, p.gate)
+    if active_error is not None:
+        decision.reasons.append(f"the active model {active} does not load: {active_error}")
+
+    step("saving the candidate", 0.9)
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "started_at": now.isoformat(),
+        "active_before": active,
+        "params": _params_record(p),
+        "data": {
+            **(data or {}),
+            "corpus_train": len(corpus_train),
+            "corpus_validation": len(corpus_val),
+            "labels": len(labels),
+            "labels_train": len(label_train),
+            "labels_holdout": len(holdout),
+            "holdout_from": holdout[0].created_at.isoformat() if holdout else None,
+            "label_classes": {
+                "spam": sum(r.label for r in labels),
+                "ham": sum(1 - r.label for r in labels),
+            },
+        },
+        "sites": sites,
+        "candidate": {"thresholds": thresholds.to_dict(), "metrics": cand_metrics},
+        "active": {"metrics": active_metrics},
+        "gate": decision.to_dict(),
+        "promoted": decision.promote,
+        "fit_seconds": round(fitted_at - started, 3),
+    }
+    metadata = {
+        "params": {**model_params, "sites": list(sites)},
+        "seed": p.seed,
+        "data": record["data"],
+        "n_examples": len(y),
+        "n_spam": int(y.sum()),
+        "metrics": {"validation": {"at_spam_threshold": cand_metrics["corpus"]}, **cand_metrics},
+        "gate": decision.to_dict(),
+        "run_id": run_id,
+    }
+    path = save_model(pipeline, models_dir, thresholds=thresholds, metadata=metadata)
+    version = path.name
+    record["version"] = version
+
+    activated = False
+    if decision.promote and p.activate:
+        try:
+            activate(models_dir, version, reason=f"promoted by {run_id}")
+            activated = True
+        except ArtifactError as exc:
+            decision.reasons.append(f"activation refused: {exc.reason}")
+            mark(models_dir, version, Status.REJECTED, f"activation refused: {exc.reason}")
+    elif decision.promote:
+        mark(models_dir, version, Status.CANDIDATE, "promoted by the gate, not activated")
+    else:
+        mark(models_dir, version, Status.REJECTED, "; ".join(decision.reasons))
+    for reason in decision.reasons:
+        log.info("retrain %s (%s): %s", run_id, version, reason)
+    seconds = time.perf_counter() - started
+    record.update(
+        {"activated": activated, "seconds": round(seconds, 3), "status": "done", "error": None}
+    )
+    record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    _write_json(path / RUN_FILE, record)
+    write_run(models_dir, run_id, record)
+    step("done", 1.0)
+    return RetrainResult(
+        run_id, version, decision.promote, activated, active, decision, record, seconds
+    )
+
+
+def _params_record(p: RetrainParams) -> dict[str, Any]:
+    data = asdict(p)
+    data["gate"] = asdict(p.gate)
+    return data
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _run_path(models_dir: Path, run_id: str) -> Path:
+    # Run ids are checked like version ids: nothing outside the runs folder is ever read.
+    version_dir(models_dir, run_id)
+    return models_dir / RUNS_DIR / f"{run_id}.json"
+
+
+def write_run(models_dir: Path, run_id: str, record: dict[str, Any]) -> None:
+    """Record a run's state (`queued`, `running`, `done`, `failed`, `skipped`) and numbers."""
+    path = _run_path(models_dir, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, {"run_id": run_id, **record})
+
+
+def read_run(models_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """A run's record, or None if there is no such run."""
+    try:
+        path = _run_path(models_dir, run_id)
+    except ArtifactError:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def list_runs(models_dir: Path) -> list[dict[str, Any]]:
+    """Every run's record, oldest first."""
+    folder = models_dir / RUNS_DIR
+    if not folder.is_dir():
+        return []
+    runs = []
+    for path in sorted(folder.glob("run-*.json")):
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return runs
+
+
+def last_finished_run(models_dir: Path) -> dict[str, Any] | None:
+    """The newest run that trained a candidate (whatever the gate said)."""
+    done = [r for r in list_runs(models_dir) if r.get("status") == "done"]
+    return max(done, key=lambda r: str(r.get("started_at", ""))) if done else None
