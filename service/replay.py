@@ -187,26 +187,32 @@ class ServiceClient:
         response = self.http.post("/1.1/submit-spam", data=form)
         self._check(response)
 
-    def wait_for_run(self, run_id: str) -> dict[str, Any]:
-        """Wait (bounded) for a retraining run to end, and for its model to serve if promoted."""
-        deadline = time.monotonic() + self.timeout * 5
+    def settle(self) -> list[dict[str, Any]]:
+        """Wait (bounded) until no retrain is queued or running, then until the API serves the
+        active model; the runs that ended meanwhile."""
+        deadline = time.monotonic() + self.timeout * 10
         headers = {"Authorization": f"Bearer {self.moderator_token}"}
+        waited: dict[str, dict[str, Any]] = {}
         while True:
-            run = dict(
-                self._check(self.http.get(f"/v1/models/runs/{run_id}", headers=headers)).json()
-            )
-            if run.get("status") in ("promoted", "rejected", "failed"):
+            runs = self._check(self.http.get("/v1/models/runs", headers=headers)).json()
+            busy = [run for run in runs if run.get("status") in ("queued", "running")]
+            for run in busy:
+                waited[str(run["run_id"])] = run
+            if not busy:
                 break
             if time.monotonic() > deadline:
-                raise ReplayError(f"retraining run {run_id} did not finish")
+                raise ReplayError(f"retrain runs {[r['run_id'] for r in busy]} did not finish")
             time.sleep(0.2)  # polling a training run that takes seconds, with a bound
-        if run.get("status") == "promoted":
-            version = run.get("version")
-            while self.served_version() != version:
-                if time.monotonic() > deadline:
-                    raise ReplayError(f"model {version} not served after promotion")
-                time.sleep(0.05)  # polling the API's reload, with a bound
-        return run
+        if not waited:
+            return []
+        ended = [run for run in runs if str(run.get("run_id")) in waited]
+        models = self._check(self.http.get("/v1/models", headers=headers)).json()
+        active = models.get("active")
+        while self.served_version() != active:
+            if time.monotonic() > deadline:
+                raise ReplayError(f"model {active} not served after its promotion")
+            time.sleep(0.05)  # polling the API's reload, with a bound
+        return ended
 
     def served_version(self) -> str | None:
         response = self._check(self.http.get("/readyz"))
@@ -244,15 +250,15 @@ def replay(
         # Drawn for every comment, so that one change of decision does not shift the others.
         draw = rng.random()
         reported = decision == "ham" and row.label == 1 and draw < missed_report_rate
-        answer: dict[str, Any] | None = None
         if reviewed:
-            answer = client.label(comment_id, truth)
+            client.label(comment_id, truth)
         elif reported:
             client.report_missed(comment_id, row, site)
-        run_id = (answer or {}).get("retrain_run_id")
-        if run_id:
-            run = client.wait_for_run(str(run_id))
-            retrains.append({"after_comment": row.number, **run})
+        if reviewed or reported:
+            # A label may have queued a retrain: let it finish first, so that the same seed
+            # gives the same figures whatever the machine's speed.
+            for run in client.settle():
+                retrains.append({"after_comment": row.number, **_run_summary(run)})
         outcomes.append(
             Outcome(
                 row.number,
@@ -276,6 +282,20 @@ def replay(
         "comments": len(rows),
     }
     return report, outcomes
+
+
+def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    gate = run.get("gate") or {}
+    return {
+        "run_id": run.get("run_id"),
+        "status": run.get("status"),
+        "trigger": run.get("trigger"),
+        "version": run.get("version"),
+        "promoted": bool(run.get("promoted")),
+        "activated": bool(run.get("activated")),
+        "gate_reasons": gate.get("reasons", []),
+        "seconds": run.get("seconds"),
+    }
 
 
 def _metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -334,7 +354,7 @@ def plot_learning_curve(report: ReplayReport, path: Path, title: str) -> None:
     axis.plot(ends, [p["fpr"] for p in curve], marker="o", label="ham false-positive rate")
     axis.plot(ends, [p["reviewed_share"] for p in curve], marker="o", label="share reviewed")
     for retrain in report.retrains:
-        if retrain.get("status") == "promoted":
+        if retrain.get("activated"):
             axis.axvline(retrain["after_comment"], color="grey", linestyle=":", linewidth=1)
     axis.set_ylim(0, 1.02)
     axis.set_xlabel("comments replayed (end of window); dotted: a retrained model promoted")
@@ -396,7 +416,7 @@ def embedded_service(
     }
     if retrain_every is not None:
         overrides["retrain_label_count"] = retrain_every
-    settings = Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, **overrides)
     db.upgrade(settings)
     api_key, token = _credentials(settings)
     with embedded_stack(settings, concurrency=1) as (ready, supervisor):
