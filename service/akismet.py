@@ -264,7 +264,8 @@ def to_submission(request: AkismetRequest, max_content_bytes: int) -> Submission
             values[_FIELDS[name]] = _clip(_FIELDS[name], sent[0])
         else:
             extra[name] = sent[0] if len(sent) == 1 else sent
-    content = values.get("content", "")
+    # Akismet does not require comment_content (a trackback may carry none).
+    content = values.setdefault("content", "")
     encoded = content.encode("utf-8")
     if len(encoded) > max_content_bytes:
         values["content"] = encoded[:max_content_bytes].decode("utf-8", "ignore")

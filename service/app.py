@@ -11,14 +11,16 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
-from service import errors
+from service import errors, logs, ratelimit
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
 from service.memory import NearDuplicateMemory, remember_applied
+from service.metrics import ServiceCollector
 from service.queue import TaskQueue
-from service.retraining import retrain_hook
-from service.routers import akismet, comments, health, moderation, sites
+from service.ratelimit import RateLimiter, RateLimitMiddleware
+from service.retraining import retrain_hook, retrain_outcomes
+from service.routers import akismet, comments, health, metrics, moderation, sites
 from service.routers import models as models_router
 from service.settings import Settings
 
@@ -40,6 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 services.queue.close()
             if services.memory is not None:
                 services.memory.close()
+            if services.limiter is not None:
+                await services.limiter.close()
+            if services.metrics is not None:
+                services.metrics.close()
             services.engine.dispose()
 
     app = FastAPI(
@@ -56,8 +62,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(akismet.router)
     app.include_router(moderation.router)
     app.include_router(models_router.router)
+    app.include_router(metrics.router)
+    app.add_exception_handler(akismet.AkismetLimited, akismet.limited_answer)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware)
+    # Outermost: every answer, a refusal by the limits above included, carries the request id.
+    app.add_middleware(logs.RequestIdMiddleware)
+    logs.install_celery_propagation()
     return app
+
+
+def create_logged_app() -> FastAPI:
+    """`create_app` for API processes that uvicorn starts itself: logging configured first."""
+    settings = Settings()
+    logs.configure_logging(settings)
+    return create_app(settings)
 
 
 def build_services(settings: Settings) -> Services:
@@ -72,12 +91,18 @@ def build_services(settings: Settings) -> Services:
     queue = TaskQueue(settings) if settings.redis_url else None
     if queue is None:
         log.warning("COMMENTGUARD_REDIS_URL is not set: comments are queued by the sweep only")
-    services = Services(settings, engine, make_session_factory(engine), models, queue)
+    sessions = make_session_factory(engine)
+    services = Services(settings, engine, sessions, models, queue)
+    services.limiter = RateLimiter(settings)
+    log.info("%s", ratelimit.describe(settings))
+    services.metrics = ServiceCollector(
+        settings, sessions, retrain_runs=partial(retrain_outcomes, settings)
+    )
     services.memory = NearDuplicateMemory.from_settings(settings)
     # A committed label protects its near-copies at once (service/memory.py).
     services.label_hooks.append(partial(remember_applied, services.memory))
     # Enough new labels queue a retrain (service/retraining.py).
-    services.label_hooks.append(retrain_hook(settings, services.sessions, queue))
+    services.label_hooks.append(retrain_hook(settings, sessions, queue))
     return services
 
 

@@ -27,7 +27,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
-from service import tables
+from service import logs, tables
 from service.db import SessionFactory
 from service.settings import Settings
 
@@ -229,6 +229,9 @@ def attempt(
         DELIVERY_HEADER: str(delivery_id),
         SIGNATURE_HEADER: signature(secret, timestamp, body),
     }
+    rid = logs.request_id.get()
+    if rid is not None:
+        headers[logs.REQUEST_ID_HEADER] = rid
     try:
         target = check_callback_url(url, settings.callback_allowed_hosts)
         response = send(client, target, body, headers)
@@ -302,6 +305,13 @@ def _record(
     retry_in: float | None = None
     if delivered:
         values.update(status=tables.DeliveryStatus.DELIVERED, delivered_at=now)
+        log.info(
+            "callback %s delivered (attempt %d, HTTP %s)",
+            delivery_id,
+            number,
+            status_code,
+            extra={"delivery_id": str(delivery_id), "attempt": number},
+        )
     elif number >= settings.callback_max_attempts:
         values.update(status=tables.DeliveryStatus.FAILED)
         log.warning("callback %s failed for good after %d attempts: %s", delivery_id, number, error)

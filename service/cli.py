@@ -216,6 +216,10 @@ memory_app = typer.Typer(
 )
 app.add_typer(memory_app, name="memory")
 
+
+privacy_app = typer.Typer(help="Personal data: forget a person, purge old comments.")
+app.add_typer(privacy_app, name="privacy")
+
 QUEUE_NAMES = {
     "scoring": "commentguard.scoring",
     "callbacks": "commentguard.callbacks",
@@ -233,14 +237,25 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _setup_logging(level: str) -> None:
-    import logging
+def _setup_logging(settings: Settings) -> None:
+    from service.logs import configure_logging
 
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for chatty in ("httpx", "alembic.runtime.plugins"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(settings)
+
+
+def _celery_logging(settings: Settings, loglevel: str | None = None) -> None:
+    """Make Celery leave logging to us (JSON or text per settings, with the request id)."""
+    from celery.signals import setup_logging
+
+    from service.logs import configure_logging
+
+    if loglevel:
+        settings = settings.model_copy(update={"log_level": loglevel})
+
+    def configure(**_kwargs: object) -> None:
+        configure_logging(settings)
+
+    setup_logging.connect(configure, weak=False, dispatch_uid="commentguard-logging")
 
 
 def _ensure_model(settings: Settings) -> None:
@@ -289,7 +304,7 @@ def serve(
     from service.embedded import child_env, embedded_stack
 
     settings = _settings()
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     _raise_on_sigterm()
     _ensure_model(settings)
     db.upgrade(settings)
@@ -317,12 +332,13 @@ def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None
     if api_workers > 1:
         # Each API process builds its own app from the environment (set by the caller).
         uvicorn.run(
-            "service.app:create_app",
+            "service.app:create_logged_app",
             factory=True,
             host=host,
             port=port,
             workers=api_workers,
             log_level=settings.log_level.lower(),
+            log_config=None,
             access_log=False,
         )
     else:
@@ -331,6 +347,7 @@ def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None
             host=host,
             port=port,
             log_level=settings.log_level.lower(),
+            log_config=None,
             access_log=False,
         )
 
@@ -369,6 +386,7 @@ def worker(
     except (ArtifactError, BrokerNotConfigured) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    _celery_logging(settings, loglevel)
     tasks.configure(settings)
     if pool != "prefork":
         tasks.context()  # no fork will follow: open the database and load the model now
@@ -407,9 +425,11 @@ def beat(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _celery_logging(settings, loglevel)
     celery.Beat(
         loglevel=loglevel or settings.log_level,
         schedule=str(settings.data_dir / "celerybeat-schedule"),
+        quiet=settings.json_logs,  # the banner is not a log line
     ).run()
 
 
@@ -445,7 +465,7 @@ def db_upgrade(
     from service import db
 
     settings = _settings()
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     db.upgrade(settings, revision)
     console.print("database is up to date")
 
@@ -673,7 +693,7 @@ def retrain(
     from service.retraining import run_retrain
 
     settings = _settings()
-    _setup_logging("WARNING")
+    _setup_logging(settings.model_copy(update={"log_level": "WARNING"}))
     if seed is not None:
         settings = settings.model_copy(update={"retrain_seed": seed})
     engine = db.make_engine(settings)
@@ -806,7 +826,7 @@ def memory_rebuild() -> None:
     from service.memory import NearDuplicateMemory, rebuild
 
     settings = _settings()
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     memory = NearDuplicateMemory.from_settings(settings)
     if memory is None:
         console.print(
@@ -821,6 +841,52 @@ def memory_rebuild() -> None:
         engine.dispose()
         memory.close()
     console.print(f"{count} labelled comments remembered")
+
+
+@privacy_app.command("forget")
+def privacy_forget(
+    email: Annotated[str, typer.Option("--email", help="The commenter's e-mail address.")],
+) -> None:
+    """Erase the content and personal data of every comment sent with this e-mail address."""
+    from service import db
+    from service.privacy import forget_email
+
+    settings = _settings()
+    if not email.strip():
+        console.print("[red]error:[/red] --email must not be empty")
+        raise typer.Exit(2)
+    db.upgrade(settings)
+    engine = db.make_engine(settings)
+    try:
+        result = forget_email(db.make_session_factory(engine), email)
+    finally:
+        engine.dispose()
+    console.print(
+        f"{result.comments} comments purged (content and personal fields erased), "
+        f"{result.verdicts} verdicts' word reasons removed; verdicts and labels are kept"
+    )
+    typer.echo(f"comments={result.comments} verdicts={result.verdicts}")
+
+
+@privacy_app.command("purge")
+def privacy_purge() -> None:
+    """Purge now the comments older than COMMENTGUARD_RETENTION_DAYS (beat does it hourly)."""
+    from service import db
+    from service.privacy import purge_expired
+
+    settings = _settings()
+    if settings.retention_days <= 0:
+        console.print("COMMENTGUARD_RETENTION_DAYS is 0: comments are kept forever")
+        typer.echo("comments=0 verdicts=0")
+        return
+    db.upgrade(settings)
+    engine = db.make_engine(settings)
+    try:
+        result = purge_expired(db.make_session_factory(engine), settings)
+    finally:
+        engine.dispose()
+    console.print(f"{result.comments} comments older than {settings.retention_days} days purged")
+    typer.echo(f"comments={result.comments} verdicts={result.verdicts}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ from service.errors import ApiError, unauthorized
 from service.intake import SiteCache
 from service.labels import LabelHook
 from service.memory import NearDuplicateMemory
+from service.metrics import ServiceCollector
 from service.queue import TaskQueue
+from service.ratelimit import RateLimiter
 from service.settings import Settings
 
 
@@ -42,6 +44,8 @@ class Services:
     label_hooks: list[LabelHook] = field(default_factory=list)
     # The near-duplicate memory (service/memory.py); None without Redis or when disabled.
     memory: NearDuplicateMemory | None = None
+    limiter: RateLimiter | None = None
+    metrics: ServiceCollector | None = None
 
 
 async def get_services(request: Request) -> Services:

@@ -74,6 +74,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflict with the current state (e.g. a model artifact that fails verification)",
         413: "Content or request body too large",
         422: "Malformed JSON or invalid fields (details lists each field error)",
+        429: "Rate limit reached for the API key or client IP (see Retry-After)",
         503: "Database, queue or model unavailable (see Retry-After)",
     }
     return {s: {"model": ErrorOut, "description": text.get(s, "Error")} for s in statuses}

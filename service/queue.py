@@ -27,6 +27,7 @@ SWEEP_TASK = "commentguard.sweep_pending"
 RETRAIN_QUEUE = "commentguard.retraining"
 RETRAIN_TASK = "commentguard.retrain_model"
 RETRAIN_CHECK_TASK = "commentguard.retrain_if_due"
+PURGE_TASK = "commentguard.purge_expired"
 
 
 class BrokerNotConfigured(RuntimeError):
@@ -74,6 +75,7 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={
             SCORE_TASK: {"queue": SCORING_QUEUE},
             SWEEP_TASK: {"queue": SCORING_QUEUE},
+            PURGE_TASK: {"queue": SCORING_QUEUE},
             DELIVER_TASK: {"queue": CALLBACKS_QUEUE},
             RETRAIN_TASK: {"queue": RETRAIN_QUEUE},
             RETRAIN_CHECK_TASK: {"queue": RETRAIN_QUEUE},
@@ -117,6 +119,12 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
     )
+    if settings.retention_days > 0:
+        app.conf.beat_schedule["retention-purge"] = {
+            "task": PURGE_TASK,
+            "schedule": timedelta(seconds=settings.retention_interval_seconds),
+            "options": {"expires": settings.retention_interval_seconds},
+        }
     return app
 
 

@@ -274,3 +274,14 @@ def retrain_hook(
         trigger_if_due(settings, sessions, queue)
 
     return hook
+
+
+def retrain_outcomes(settings: Settings) -> Iterator[str]:
+    """Each recorded run's outcome, for the metrics: promoted, rejected, failed or skipped
+    (runs still queued or running are not counted yet)."""
+    for run in list_runs(settings.models_dir):
+        status = run.get("status")
+        if status == "done":
+            yield "promoted" if run.get("promoted") else "rejected"
+        elif status in ("failed", "skipped"):
+            yield str(status)

@@ -106,6 +106,29 @@ class Settings(BaseSettings):
     # Redis socket timeout of a memory call: a slow Redis costs scoring at most this much.
     near_duplicate_timeout_seconds: float = Field(default=0.25, gt=0)
 
+    # --- observability, protection and privacy (docs/privacy.md, docs/deploy.md) ---
+    # Log lines as one JSON object each ("json") or as plain text ("text"); None: text in
+    # local development, JSON otherwise.
+    log_format: Literal["json", "text"] | None = None
+    # Also append the log lines to this file (the worker's own output included).
+    log_file: Path | None = None
+    # Requests per window allowed per API key and per client IP (0: no limit); Redis-backed,
+    # so they hold across API processes; off when no Redis is configured.
+    rate_limit_per_key: int = Field(default=6000, ge=0)
+    rate_limit_per_ip: int = Field(default=6000, ge=0)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # Store commenters' IP addresses as given instead of as keyed hashes.
+    store_raw_ip: bool = False
+    # Comments older than this many days lose their content and personal fields (verdicts,
+    # labels and counts stay); 0 keeps everything forever.
+    retention_days: int = Field(default=90, ge=0)
+    # How often beat runs the retention purge, seconds.
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    # How long /metrics reuses the database counts it read, seconds.
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+    # If set, GET /metrics requires `Authorization: Bearer <this token>`.
+    metrics_token: str | None = None
+
     @field_validator("callback_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -134,3 +157,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def json_logs(self) -> bool:
+        """Whether log lines are JSON (the default outside local development)."""
+        if self.log_format is None:
+            return self.environment != "local"
+        return self.log_format == "json"

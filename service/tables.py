@@ -156,6 +156,8 @@ class Comment(Base):
 
     created_at: Mapped[datetime | None] = mapped_column(default=None)  # the platform's time
     received_at: Mapped[datetime] = mapped_column(default=utcnow)  # when we accepted it
+    # When the content and personal fields were erased (retention, or `privacy forget`).
+    purged_at: Mapped[datetime | None] = mapped_column(default=None)
 
     site: Mapped[Site] = relationship(lazy="raise")
     verdict: Mapped[Verdict | None] = relationship(back_populates="comment", lazy="selectin")

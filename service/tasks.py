@@ -6,6 +6,7 @@ worker died, or re-queued by the sweep, does no harm.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -21,13 +22,21 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from service import tables
+from service import logs, tables
 from service.callbacks import Claim, attempt, claim_new, deliver, make_client
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comment
 from service.labels import label_id_of, render_label_callback
 from service.memory import NearDuplicateMemory
-from service.queue import DELIVER_TASK, RETRAIN_CHECK_TASK, RETRAIN_TASK, SCORE_TASK, SWEEP_TASK
+from service.privacy import purge_expired
+from service.queue import (
+    DELIVER_TASK,
+    PURGE_TASK,
+    RETRAIN_CHECK_TASK,
+    RETRAIN_TASK,
+    SCORE_TASK,
+    SWEEP_TASK,
+)
 from service.retraining import retrain_if_due, run_retrain
 from service.schemas import CallbackBody
 from service.settings import Settings
@@ -60,6 +69,7 @@ def configure(settings: Settings) -> None:
     _settings = settings
     _context = None
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per callback is too many
+    logs.install_celery_propagation()
 
 
 def context() -> WorkerContext:
@@ -138,12 +148,22 @@ def score_comment(self: Task, comment_id: str) -> None:
         )
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+    if outcome.scored_now:
+        log.info("comment %s scored", comment_id, extra={"comment_id": comment_id})
     if outcome.delivery_id is None:
         return
     if outcome.claim is None and not threads_free:
         _send(self, DELIVER_TASK, outcome.delivery_id)
         return
-    ctx.senders.submit(_attempt, self.app, ctx, outcome.delivery_id, outcome.claim)
+    # The sender thread runs in a copy of this context, so it keeps the request id.
+    ctx.senders.submit(
+        contextvars.copy_context().run,
+        _attempt,
+        self.app,
+        ctx,
+        outcome.delivery_id,
+        outcome.claim,
+    )
 
 
 def _claim_first(
@@ -222,3 +242,10 @@ def retrain_check(self: Task) -> None:
     """Retrain if enough labels arrived since the last run."""
     ctx = context()
     retrain_if_due(ctx.settings, ctx.sessions)
+
+
+@shared_task(bind=True, name=PURGE_TASK, acks_late=True)
+def purge_expired_comments(self: Task) -> None:
+    """Erase the content and personal fields of comments past the retention period."""
+    ctx = context()
+    purge_expired(ctx.sessions, ctx.settings)

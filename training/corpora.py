@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,23 @@ def deduplicate(examples: list[Example]) -> list[Example]:
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, for the artifact's record of the data it was trained on."""
     return sha256_of(path)
+
+
+# The share of the corpora kept out of training, for the promotion gate to compare models on:
+# the default model and every retrained one leave out the same comments.
+GATE_VALIDATION_SHARE = 0.2
+
+
+def in_validation(content: str, share: float) -> bool:
+    """Whether a corpus comment belongs to the fixed validation split."""
+    digest = hashlib.sha256(normalize_text(content).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < share * 10_000
+
+
+def split_corpus(examples: Sequence[Example], share: float) -> tuple[list[Example], list[Example]]:
+    """(training, validation) by hash of the normalised text."""
+    train: list[Example] = []
+    validation: list[Example] = []
+    for example in examples:
+        (validation if in_validation(example.comment.content, share) else train).append(example)
+    return train, validation

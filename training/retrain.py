@@ -23,7 +23,6 @@ would learn its few examples by heart.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -47,12 +46,11 @@ from classifier.artifact import (
     version_dir,
 )
 from classifier.features import to_frame
-from classifier.normalize import normalize_text
 from classifier.pipeline import DEFAULT_PARAMS, build_pipeline
 from classifier.record import Comment
 from classifier.registry import Status, activate, mark
 from classifier.scoring import LoadedModel
-from training.corpora import Example
+from training.corpora import GATE_VALIDATION_SHARE, Example, split_corpus
 from training.gate import GateDecision, GateParams, decide
 from training.metrics import classification_metrics
 from training.train import choose_thresholds
@@ -84,7 +82,8 @@ class RetrainParams:
     """Defaults are documented in the module docstring and training/gate.py."""
 
     seed: int = 0
-    validation_share: float = 0.2  # of the corpora, by hash of the normalised text
+    # Of the corpora, by hash of the normalised text; the default model leaves out the same.
+    validation_share: float = GATE_VALIDATION_SHARE
     holdout_share: float = 0.2  # newest labels held out for the gate
     min_holdout_labels: int = 10  # fewer labels than this: no holdout, all are trained on
     label_weight: float = 3.0
@@ -110,21 +109,6 @@ def new_run_id(now: datetime | None = None) -> str:
     """A sortable run id such as `run-20261128-030000-1a2b3c`."""
     now = now or datetime.now(UTC)
     return f"run-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-def in_validation(content: str, share: float) -> bool:
-    """Whether a corpus comment belongs to the fixed validation split."""
-    digest = hashlib.sha256(normalize_text(content).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % 10_000 < share * 10_000
-
-
-def split_corpus(examples: Sequence[Example], share: float) -> tuple[list[Example], list[Example]]:
-    """(training, validation) by hash of the normalised text."""
-    train: list[Example] = []
-    validation: list[Example] = []
-    for example in examples:
-        (validation if in_validation(example.comment.content, share) else train).append(example)
-    return train, validation
 
 
 def split_labels(

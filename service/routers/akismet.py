@@ -7,6 +7,7 @@ with an `invalid` answer: some clients raise on it whatever the body says.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -17,6 +18,8 @@ from classifier import LoadedModel
 from service import akismet, labels, tables
 from service.akismet import AkismetRequest
 from service.deps import ModelDep, Services, ServicesDep, SessionDep
+from service.privacy import protect
+from service.ratelimit import Limited
 
 router = APIRouter(tags=["akismet"])
 
@@ -25,23 +28,66 @@ GUID = "X-akismet-guid"
 PRO_TIP = "X-akismet-pro-tip"
 
 
-async def read_form(request: Request) -> AkismetRequest:
-    """A 1.1 call: the form-urlencoded body."""
-    body = await request.body()
-    return akismet.parse_request(
-        body, request.headers.get("content-type"), host=request.headers.get("host", "")
+ALERT_CODE = "X-akismet-alert-code"
+ALERT_MSG = "X-akismet-alert-msg"
+# In the range Akismet uses for a key over its usage limit; clients show it to the site owner.
+RATE_LIMIT_ALERT_CODE = "10501"
+
+
+class AkismetLimited(Exception):
+    """An Akismet call over a rate limit: answered in the protocol, not with a 429."""
+
+    def __init__(self, limited: Limited) -> None:
+        super().__init__(limited.message)
+        self.limited = limited
+
+
+async def limited_answer(_request: Request, exc: Exception) -> Response:
+    """`invalid` with the alert headers: clients hold the comment and check it again later."""
+    assert isinstance(exc, AkismetLimited)
+    limited = exc.limited
+    return text(
+        "invalid",
+        {
+            DEBUG_HELP: limited.message,
+            ALERT_CODE: RATE_LIMIT_ALERT_CODE,
+            ALERT_MSG: f"Rate limit reached: {limited.message}",
+            "Retry-After": str(limited.retry_after),
+        },
     )
 
 
-async def read_form_and_query(request: Request) -> AkismetRequest:
+async def _check_limits(request: Request, services: Services, form: AkismetRequest) -> None:
+    limiter = services.limiter
+    if limiter is None or not limiter.enabled:
+        return
+    client = request.client
+    limited = await limiter.check(form.api_key()[0] or None, client.host if client else None)
+    if limited is not None:
+        raise AkismetLimited(limited)
+
+
+async def read_form(request: Request, services: ServicesDep) -> AkismetRequest:
+    """A 1.1 call: the form-urlencoded body."""
+    body = await request.body()
+    form = akismet.parse_request(
+        body, request.headers.get("content-type"), host=request.headers.get("host", "")
+    )
+    await _check_limits(request, services, form)
+    return form
+
+
+async def read_form_and_query(request: Request, services: ServicesDep) -> AkismetRequest:
     """A 1.2 call: the query string and the body, either of which may carry the fields."""
     body = await request.body()
-    return akismet.parse_request(
+    form = akismet.parse_request(
         body,
         request.headers.get("content-type"),
         query=request.url.query.encode("latin-1", "replace"),
         host=request.headers.get("host", ""),
     )
+    await _check_limits(request, services, form)
+    return form
 
 
 Form = Annotated[AkismetRequest, Depends(read_form)]
@@ -71,6 +117,12 @@ def _account(
             return None, key, 'No "api_key", and the Host name does not start with a valid key'
         return None, key, f'Invalid "{source}": unknown or revoked API key'
     return account_id, key, ""
+
+
+def _submission(form: AkismetRequest, services: Services) -> akismet.Submission:
+    """The call's comment as it may be stored (its IP hashed unless configured otherwise)."""
+    submission = akismet.to_submission(form, services.settings.max_content_bytes)
+    return replace(submission, comment=protect(submission.comment, services.settings))
 
 
 def _missing(form: AkismetRequest, *names: str) -> Response | None:
@@ -108,7 +160,7 @@ def comment_check(
         return invalid(why)
     if refused := _missing(form, "blog", "user_ip"):
         return refused
-    submission = akismet.to_submission(form, services.settings.max_content_bytes)
+    submission = _submission(form, services)
     comment = akismet.check(session, services.sites, account_id, submission, model, services.memory)
     assert comment.verdict is not None
     decision = comment.verdict.decision
@@ -130,7 +182,7 @@ def _submit(
         return invalid(why)
     if refused := _missing(form, "blog", "user_ip"):
         return refused
-    submission = akismet.to_submission(form, services.settings.max_content_bytes)
+    submission = _submission(form, services)
     applied = akismet.record_feedback(
         session,
         services.sites,

@@ -13,6 +13,7 @@ from service.deps import AccountId, ModelDep, QueueDep, ServicesDep, SessionDep
 from service.engine import attach, compute_verdict, score_into
 from service.errors import ApiError
 from service.intake import new_comment, resolve_site, store_comment
+from service.privacy import protect
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
 from service.settings import Settings
 from service.writes import insert_rows
@@ -48,7 +49,7 @@ def _check_callback(url: str, settings: Settings) -> None:
     response_model=CommentOut,
     responses={
         200: {"model": CommentOut, "description": "Already submitted: the existing comment"},
-        **errors.responses(401, 413, 422, 503),
+        **errors.responses(401, 429, 413, 422, 503),
     },
 )
 def submit_comment(
@@ -64,6 +65,7 @@ def submit_comment(
     _check_size(body, settings)
     if body.callback_url:
         _check_callback(body.callback_url, settings)
+    body = protect(body, settings)
     site = resolve_site(session, services.sites, account_id, body.blog)
     comment = new_comment(site.id, body, body.external_id, body.callback_url)
     # Committed before it is queued: a task can never look for a comment that is not there,
@@ -80,7 +82,9 @@ def submit_comment(
 
 
 @router.get(
-    "/comments/{comment_id}", response_model=CommentOut, responses=errors.responses(401, 404, 503)
+    "/comments/{comment_id}",
+    response_model=CommentOut,
+    responses=errors.responses(401, 429, 404, 503),
 )
 def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDep) -> CommentOut:
     """A comment's state, with its verdict once scored."""
@@ -91,7 +95,9 @@ def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDe
     return CommentOut.from_row(comment, site.url)
 
 
-@router.post("/check", response_model=CommentOut, responses=errors.responses(401, 413, 422, 503))
+@router.post(
+    "/check", response_model=CommentOut, responses=errors.responses(401, 429, 413, 422, 503)
+)
 def check_comment(
     body: CheckIn,
     account_id: AccountId,
@@ -102,6 +108,7 @@ def check_comment(
     """Score a comment now, store it with its verdict, and return the verdict."""
     _check_size(body, services.settings)
     memory = services.memory
+    body = protect(body, services.settings)
     site = resolve_site(session, services.sites, account_id, body.blog)
     fresh = new_comment(site.id, body, body.external_id)
     # Scored before any write: on SQLite a write transaction holds the database's only write

@@ -12,7 +12,7 @@ from service.schemas import SiteOut
 router = APIRouter(prefix="/v1", tags=["sites"])
 
 
-@router.get("/sites", response_model=list[SiteOut], responses=errors.responses(401, 503))
+@router.get("/sites", response_model=list[SiteOut], responses=errors.responses(401, 429, 503))
 def list_sites(account_id: AccountId, session: SessionDep) -> list[SiteOut]:
     """The account's sites and the secrets that sign their callbacks."""
     rows = session.execute(

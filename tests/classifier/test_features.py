@@ -60,3 +60,27 @@ def test_transform_matches_between_batch_and_single() -> None:
     batch = vectorizer.transform(to_frame(texts)).toarray()
     single = np.vstack([vectorizer.transform(to_frame([t])).toarray() for t in texts])
     np.testing.assert_allclose(batch, single)
+
+
+def test_site_features_only_for_learned_sites() -> None:
+    texts = ["buy cheap pills now", "buy cheap pills today", "nice song", "nice video"]
+    rows = [Comment(t, site=s) for t in texts for s in ("a", "b")]
+    vectorizer = CommentVectorizer(word_bits=12, char_bits=12, min_df=2, sites=("a",)).fit(
+        to_frame(rows)
+    )
+    first, last = vectorizer.offsets["site"], vectorizer.offsets["signal"]
+    assert last > first  # site a's word copies
+    names = vectorizer.get_feature_names_out()
+    assert all(n.startswith("site:a:word:#") for n in names[first:last])
+    matrix = vectorizer.transform(to_frame([Comment("buy cheap pills", site=s) for s in "abc"]))
+    site_block = matrix[:, first:last].toarray()
+    assert site_block[0].any() and not site_block[1].any() and not site_block[2].any()
+    # Outside the site block, every site's comment has the same features.
+    shared = matrix[:, :first].toarray()
+    assert (shared[0] == shared[1]).all() and (shared[1] == shared[2]).all()
+
+
+def test_fit_without_sites_adds_no_site_columns() -> None:
+    rows = [Comment("hello world", site="a"), Comment("hello there", site="a")]
+    vectorizer = CommentVectorizer(word_bits=12, char_bits=12, min_df=1).fit(to_frame(rows))
+    assert vectorizer.offsets["site"] == vectorizer.offsets["signal"]

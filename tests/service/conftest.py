@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from service import db, security, tables
@@ -222,6 +223,7 @@ class Received:
     body: dict[str, Any]
     signature_ok: bool
     at: float
+    request_id: str | None = None
 
 
 @dataclass
@@ -252,7 +254,16 @@ class CallbackReceiver:
             if parts[0] == "fail" and attempt <= int(parts[1]):
                 self.changed.notify_all()
                 return 500
-            self.received.append(Received(delivery_id, body["id"], body, ok, time.monotonic()))
+            self.received.append(
+                Received(
+                    delivery_id,
+                    body["id"],
+                    body,
+                    ok,
+                    time.monotonic(),
+                    headers.get("X-Request-Id"),
+                )
+            )
             self.changed.notify_all()
         return 200
 
@@ -388,3 +399,62 @@ def live_server(akismet_settings: Settings) -> Iterator[LiveServer]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextlib.contextmanager
+def serve_app(settings: Settings) -> Iterator[str]:
+    """`create_app(settings)` served by uvicorn on a free loopback port; yields its base URL."""
+    import socket
+
+    import uvicorn
+
+    from service.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings), lifespan="on", log_level="warning", log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), 30, "uvicorn to start")
+        if not server.started:
+            pytest.fail("uvicorn exited before it started")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+# --- what the database holds (shared with tests/reliability) --------------------------------
+
+
+def scored_count(sessions: db.SessionFactory, ids: list[str]) -> int:
+    """How many of these comments are scored."""
+    with sessions() as session:
+        return int(
+            session.execute(
+                select(func.count())
+                .select_from(tables.Comment)
+                .where(
+                    tables.Comment.id.in_([uuid.UUID(i) for i in ids]),
+                    tables.Comment.status == tables.CommentStatus.SCORED,
+                )
+            ).scalar_one()
+        )
+
+
+def verdicts_per_comment(sessions: db.SessionFactory, ids: list[str]) -> Counter[str]:
+    """Verdict rows per comment id."""
+    with sessions() as session:
+        rows = session.execute(
+            select(tables.Verdict.comment_id).where(
+                tables.Verdict.comment_id.in_([uuid.UUID(i) for i in ids])
+            )
+        ).scalars()
+        return Counter(str(r) for r in rows)

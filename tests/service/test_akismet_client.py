@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import select, update
 
 from service import db, tables
+from service.privacy import hash_ip
 from service.security import KEY_PREFIX, LOOKUP_LENGTH
-from tests.service.conftest import Account, LiveServer, create_account
+from tests.service.conftest import TEST_SECRET, Account, LiveServer, create_account
 
 pytestmark = pytest.mark.xdist_group("akismet_client")
 
@@ -181,7 +182,8 @@ def test_comment_check_answers_ham(
     comment = stored.last_comment(account.id)
     assert comment.content == HAM_TEXT
     assert comment.author == "Ann"
-    assert comment.user_ip == "203.0.113.7"
+    # Stored as a keyed hash (COMMENTGUARD_STORE_RAW_IP is off): docs/privacy.md.
+    assert comment.user_ip == hash_ip("203.0.113.7", TEST_SECRET)
     assert comment.status == tables.CommentStatus.SCORED
     assert comment.verdict is not None and comment.verdict.decision == "ham"
     assert comment.verdict.model_version

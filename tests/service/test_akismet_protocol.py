@@ -81,6 +81,18 @@ def test_comment_check_answers_false_with_only_a_guid(
     assert comment_of(sessions, response).content == HAM_TEXT
 
 
+def test_comment_check_without_content_answers_as_for_an_empty_comment(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory
+) -> None:
+    form = fields(account)
+    del form["comment_content"]
+    for path in ("/1.1/comment-check", "/1.1/submit-spam", "/1.1/submit-ham"):
+        response = http.post(path, data=form)
+        assert response.status_code == 200, (path, response.text)
+    response = http.post("/1.1/comment-check", data=form)
+    assert comment_of(sessions, response).content == ""
+
+
 def test_comment_check_answers_true_with_a_discard_tip(
     http: httpx.Client, account: Account
 ) -> None:

@@ -17,7 +17,13 @@ from service.app import create_app
 from service.embedded import Supervisor
 from service.queue import TaskQueue
 from service.settings import Settings
-from tests.service.conftest import Account, CallbackReceiver, wait_until
+from tests.service.conftest import (
+    Account,
+    CallbackReceiver,
+    scored_count,
+    verdicts_per_comment,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.xdist_group("queue_pipeline"), pytest.mark.slow]
 
@@ -49,32 +55,8 @@ def submit(client: TestClient, account: Account, external_id: str, callback_url:
     return str(response.json()["id"])
 
 
-def scored_count(sessions: db.SessionFactory, ids: list[str]) -> int:
-    with sessions() as session:
-        return int(
-            session.execute(
-                select(func.count())
-                .select_from(tables.Comment)
-                .where(
-                    tables.Comment.id.in_([_uuid(i) for i in ids]),
-                    tables.Comment.status == tables.CommentStatus.SCORED,
-                )
-            ).scalar_one()
-        )
-
-
 def _uuid(value: str) -> uuid.UUID:
     return uuid.UUID(value)
-
-
-def verdicts_per_comment(sessions: db.SessionFactory, ids: list[str]) -> Counter[str]:
-    with sessions() as session:
-        rows = session.execute(
-            select(tables.Verdict.comment_id).where(
-                tables.Verdict.comment_id.in_([_uuid(i) for i in ids])
-            )
-        ).scalars()
-        return Counter(str(r) for r in rows)
 
 
 def test_score_500_comments_once_each_and_deliver_signed_callbacks(

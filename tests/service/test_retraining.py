@@ -270,7 +270,11 @@ def _copy_version(settings: Settings, version: str, suffix: str) -> str:
 def _webhook_version(client: httpx.Client, account: Account) -> str | None:
     response = client.post(
         "/v1/comments",
-        json={"content": f"webhook {uuid.uuid4()}", "blog": "https://blog.example"},
+        json={
+            "content": f"webhook {uuid.uuid4()}",
+            "blog": "https://blog.example",
+            "external_id": str(uuid.uuid4()),
+        },
         headers=account.headers,
     )
     assert response.status_code == 202, response.text
@@ -323,9 +327,13 @@ def test_activate_reloads_api_and_worker_within_10s_without_failed_request(
             assert response.json() == {"active": target, "previous": current}
             switched = time.monotonic()
             wait_until(lambda: versions_seen[-1] == target, 10, "the API to serve the new model")
-            wait_until(
-                lambda: _webhook_version(client, owner) == target, 10, "the worker to reload"
-            )
+            seen: list[tuple[float, str | None]] = []
+
+            def worker_serves_target() -> bool:
+                seen.append((time.monotonic() - switched, _webhook_version(client, owner)))
+                return seen[-1][1] == target
+
+            wait_until(worker_serves_target, 10, "the worker to reload")
             assert time.monotonic() - switched <= 10
     finally:
         stop.set()

@@ -69,11 +69,13 @@ def test_gate_rejects_candidate_with_lower_mcc() -> None:
 def test_gate_rejects_candidate_with_higher_ham_fpr() -> None:
     active = {"corpus": _m(0.9, 0.004)}
     # Above both the active model's rate and the 1% target.
-    decision = decide({"corpus": _m(0.95, 0.02)}, active, GateParams(target_fpr=0.01))
+    decision = decide({"corpus": _m(0.95, 0.04)}, active, GateParams(target_fpr=0.01))
     assert not decision.promote
     assert "false-positive rate" in decision.reasons[0]
-    # Above the active model's rate but within the target: allowed.
-    assert decide({"corpus": _m(0.95, 0.008)}, active, GateParams(target_fpr=0.01)).promote
+    # Above the active model's rate but within the target (one of 50 ham): allowed.
+    assert decide({"corpus": _m(0.95, 0.02)}, active, GateParams(target_fpr=0.01)).promote
+    big = {"corpus": _m(0.9, 0.004, n=2000, spam=1000)}
+    assert not decide({"corpus": _m(0.95, 0.011, n=2000, spam=1000)}, big).promote
 
 
 def test_gate_skips_mcc_on_set_with_too_few_of_a_class() -> None:

@@ -1,0 +1,195 @@
+"""Generated requests against a live server: never a 5xx, and every answer within its schema.
+
+The OpenAPI operations are read from the app when the test runs, so an endpoint added later is
+fuzzed without touching this file. Generation is derandomized (the same cases on every run).
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import APIOperation, GenerationMode
+from schemathesis.checks import not_a_server_error, response_schema_conformance
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service.conftest import Account, LiveServer
+
+pytestmark = [pytest.mark.xdist_group("reliability_fuzz"), pytest.mark.slow]
+
+SCHEMA_CASES = 1000
+AKISMET_CASES = 400
+
+
+@pytest.fixture(scope="module")
+def akismet_settings(settings: Settings) -> Settings:
+    """`live_server` serves these: the private PostgreSQL database and Redis of this module."""
+    return settings
+
+
+@pytest.fixture(scope="module")
+def fuzz_account(settings: Settings) -> Account:
+    from tests.service.conftest import create_account
+
+    return create_account(settings, "fuzz")
+
+
+def _hypothesis(max_examples: int) -> Any:
+    return hypothesis_settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
+
+
+def _operations(settings: Settings) -> list[APIOperation]:
+    schema = schemathesis.openapi.from_dict(create_app(settings).openapi())
+    operations = [result.ok() for result in schema.get_all_operations()]
+    # Operations with fewer inputs exhaust their cases early; run them first, so that what
+    # they leave of the budget goes to the operations with bodies and parameters.
+    return sorted(operations, key=lambda op: (len(list(op.iter_parameters())), op.label))
+
+
+def fuzz_operation(
+    operation: APIOperation, generation: GenerationMode, budget: int, url: str, account: Account
+) -> int:
+    """Call one operation with up to `budget` generated cases; returns how many ran."""
+    calls = 0
+
+    @_hypothesis(budget)
+    @given(case=operation.as_strategy(generation))
+    def call(case: schemathesis.Case) -> None:
+        nonlocal calls
+        calls += 1
+        response = case.call(base_url=url, headers=account.headers)
+        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+
+    try:
+        call()
+    except Unsatisfiable:
+        if generation is not GenerationMode.NEGATIVE:
+            raise  # only an operation without inputs may have no invalid case
+    return calls
+
+
+def test_every_operation_answers_within_its_schema_and_never_5xx(
+    live_server: LiveServer, fuzz_account: Account
+) -> None:
+    operations = _operations(live_server.settings)
+    assert len(operations) >= 14
+    modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    plan = [(op, mode) for op in operations for mode in modes]
+    cases: dict[str, int] = {}
+    for index, (operation, generation) in enumerate(plan):
+        done = sum(cases.values())
+        budget = max(5, math.ceil((SCHEMA_CASES - done) / (len(plan) - index)))
+        label = f"{operation.label} ({generation.value})"
+        cases[label] = fuzz_operation(operation, generation, budget, live_server.url, fuzz_account)
+    total = sum(cases.values())
+    print(f"schemathesis: {total} cases over {len(operations)} operations: {cases}")
+    assert total >= SCHEMA_CASES, cases
+
+
+# --- the Akismet endpoints: whatever the form, never a 5xx ---------------------------------
+
+AKISMET_FIELDS = [
+    "api_key", "key", "blog", "user_ip", "user_agent", "referrer", "permalink", "comment_type",
+    "comment_author", "comment_author_email", "comment_author_url", "comment_content",
+    "comment_date_gmt", "comment_post_modified_gmt", "blog_lang", "blog_charset", "user_role",
+    "is_test", "guid", "honeypot_field_name", "hidden_honeypot_field", "recheck_reason",
+    "month", "filter", "order", "limit", "offset", "format", "url", "other",
+]  # fmt: skip
+CONTENT_TYPES = [
+    None,
+    "application/x-www-form-urlencoded",
+    "application/x-www-form-urlencoded; charset=UTF-8",
+    "application/x-www-form-urlencoded; charset=iso-8859-1",
+    "application/x-www-form-urlencoded; charset=utf-16",
+    "application/x-www-form-urlencoded; charset=x-no-such-charset",
+    "application/x-www-form-urlencoded; charset=",
+    'application/x-www-form-urlencoded; charset="utf-8',
+    "multipart/form-data",
+    "multipart/form-data; boundary=xyz",
+    "application/json",
+    "text/plain; charset=utf-7",
+    "\u00e9/\u00e9",
+]
+ENCODINGS = ["utf-8", "latin-1", "utf-16", "cp1252", "raw"]
+
+
+@st.composite
+def akismet_requests(draw: st.DrawFn, key: str, paths: list[str]) -> dict[str, Any]:
+    """A method, path, headers and body: form fields, known and not, in odd encodings."""
+    path = draw(st.sampled_from(paths))
+    names = st.one_of(st.sampled_from(AKISMET_FIELDS), st.text(max_size=20))
+    values = st.one_of(
+        st.text(max_size=200),
+        st.sampled_from(["", key, "127.0.0.1", "::1", "2026-13", "-1", "9" * 40, "x@y"]),
+        st.integers(min_value=0, max_value=400_000).map(lambda n: "x" * n),
+    )
+    fields = draw(st.lists(st.tuples(names, values), max_size=12))
+    if draw(st.booleans()):
+        fields += [("api_key", key), ("blog", "https://fuzz.example"), ("user_ip", "10.1.2.3")]
+    encoding = draw(st.sampled_from(ENCODINGS))
+    if encoding == "raw":
+        body = draw(st.binary(max_size=2000))
+    else:
+        body = urllib.parse.urlencode(fields, encoding=encoding, errors="replace").encode("ascii")
+        if draw(st.booleans()):
+            body += b"&" + draw(st.binary(max_size=50))  # a stray invalid UTF-8 tail
+    headers: dict[str, bytes] = {}
+    content_type = draw(st.sampled_from(CONTENT_TYPES))
+    if content_type is not None:
+        headers["Content-Type"] = content_type.encode("utf-8")  # raw bytes, non-ASCII too
+    if draw(st.booleans()):
+        host = draw(st.sampled_from([f"{key}.rest.example", "x.rest.example", "-"]))
+        headers["Host"] = host.encode("ascii")
+    query = urllib.parse.urlencode(draw(st.lists(st.tuples(names, values), max_size=3)))
+    method = "POST" if path.startswith("/1.1/") else draw(st.sampled_from(["GET", "POST"]))
+    return {"method": method, "path": path, "query": query[:4000], "headers": headers, "body": body}
+
+
+def _akismet_paths(settings: Settings) -> list[str]:
+    paths = create_app(settings).openapi()["paths"]
+    return sorted(p for p in paths if p.startswith(("/1.1/", "/1.2/")))
+
+
+@pytest.fixture(scope="module")
+def http(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        yield client
+
+
+def test_akismet_endpoints_never_answer_5xx_whatever_the_form(
+    live_server: LiveServer, fuzz_account: Account, http: httpx.Client
+) -> None:
+    paths = _akismet_paths(live_server.settings)
+    assert len(paths) >= 6
+    statuses: dict[int, int] = {}
+
+    @_hypothesis(AKISMET_CASES)
+    @given(request=akismet_requests(fuzz_account.key, paths))
+    def call(request: dict[str, Any]) -> None:
+        url = request["path"] + (f"?{request['query']}" if request["query"] else "")
+        response = http.request(
+            request["method"], url, headers=request["headers"], content=request["body"]
+        )
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code < 500, (request, response.text)
+
+    call()
+    print(f"akismet fuzz: statuses {statuses}")
+    assert sum(statuses.values()) >= AKISMET_CASES
