@@ -615,6 +615,8 @@ def users_list(
             "all" if u.role == "admin" else ", ".join(u.sites) or "-",
         )
     Console().print(table)
+
+
 @app.command()
 def replay(
     files: Annotated[

@@ -396,17 +396,19 @@ def embedded_service(
     import shutil
     import sys
 
-    from classifier.artifact import set_active
+    from classifier.registry import activate
     from service import db
     from service.embedded import child_env, embedded_stack, free_port, wait_for
     from service.settings import Settings
-    from training.corpora import load_bundled
+    from training.corpora import GATE_VALIDATION_SHARE, load_bundled, split_corpus
     from training.train import train
 
     shutil.rmtree(workdir, ignore_errors=True)
     models = workdir / "models"
-    result = train(load_bundled(corpora), models)
-    set_active(models, result.version)
+    # As the default model: the gate's validation split is left out.
+    examples, _ = split_corpus(load_bundled(corpora), GATE_VALIDATION_SHARE)
+    result = train(examples, models)
+    activate(models, result.version, reason="the replay's first model")
     overrides: dict[str, Any] = {
         "database_url": f"sqlite:///{workdir / 'replay.db'}",
         "models_dir": models,
