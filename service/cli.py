@@ -646,6 +646,7 @@ def replay(
 
     from service import replay as replaying
 
+    _raise_on_sigterm()  # so that an embedded service's children are stopped too
     rows = replaying.load_rows(files)
     if url is not None:
         if not (api_key and moderator_token):
