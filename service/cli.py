@@ -617,6 +617,63 @@ def users_list(
     Console().print(table)
 
 
+@app.command()
+def replay(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Labelled corpus files (CSV or JSONL), played in date order."),
+    ],
+    site: Annotated[str, typer.Option(help="The site (blog URL) the comments are posted to.")],
+    out: Annotated[Path, typer.Option(help="Folder for replay.json and learning_curve.png.")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="A running service; by default an embedded one is started in OUT."),
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="The site's API key (with --url).")] = None,
+    moderator_token: Annotated[
+        str | None, typer.Option(help="A moderator's token for the site (with --url).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds which missed spam gets reported.")] = 0,
+    retrain_every: Annotated[
+        int | None,
+        typer.Option(help="Retrain after this many new labels (embedded service only)."),
+    ] = None,
+    warmup: Annotated[int, typer.Option(help="Comments left out of `after_warmup`.")] = 300,
+    window: Annotated[int, typer.Option(help="Comments per learning-curve point.")] = 200,
+) -> None:
+    """Play a labelled corpus through the service, acting as the site's moderators."""
+    import contextlib
+
+    from service import replay as replaying
+
+    _raise_on_sigterm()  # so that an embedded service's children are stopped too
+    rows = replaying.load_rows(files)
+    if url is not None:
+        if not (api_key and moderator_token):
+            console.print("[red]error:[/red] --url needs --api-key and --moderator-token")
+            raise typer.Exit(2)
+        service: contextlib.AbstractContextManager[replaying.ServiceClient] = contextlib.closing(
+            replaying.ServiceClient(url, api_key, moderator_token)
+        )
+    else:
+        corpora = replaying.corpora_without(files)
+        console.print(f"starting an embedded service; its models learn from {corpora} only")
+        service = replaying.embedded_service(out / "service", corpora, retrain_every)
+    with service as client, _progress() as progress:
+        task = progress.add_task("replaying", total=len(rows))
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done)
+
+        result, outcomes = replaying.replay(
+            rows, client, site, seed=seed, warmup=warmup, window=window, progress=report
+        )
+    replaying.write_outputs(result, outcomes, out, f"replay of {', '.join(f.name for f in files)}")
+    typer.echo(json.dumps({"overall": result.overall, "after_warmup": result.after_warmup,
+                           "reviewed_share": result.reviewed_share,
+                           "retrains": len(result.retrains)}, indent=2))  # fmt: skip
+
+
 # --- retraining and the model registry ------------------------------------------------------
 
 models_app = typer.Typer(
