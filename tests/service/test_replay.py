@@ -1,0 +1,113 @@
+"""The replay: a labelled corpus played through the real service, with moderators acting on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from service import db, tables
+from service.replay import Outcome, Row, ServiceClient, load_rows, replay, summarise
+from service.settings import Settings
+from tests.service.conftest import create_account, create_admin, serve_app
+
+pytestmark = pytest.mark.xdist_group("replay")
+
+CORPUS = """id,author,date,content,label
+c3,eve,2024-01-03T10:00:00,third by date,0
+c1,ann,2024-01-01T10:00:00,first by date,1
+c2,bob,,undated: takes the date before it in the file,0
+c0,cat,2023-12-31T10:00:00,oldest,1
+"""
+
+
+def test_rows_are_played_in_date_order(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.csv"
+    path.write_text(CORPUS)
+    rows = load_rows([path])
+    assert [row.id for row in rows] == ["c0", "c1", "c2", "c3"]  # c2 right after c1
+    assert [row.number for row in rows] == [0, 1, 2, 3]
+    assert rows[0].label == 1 and rows[0].fields["author"] == "cat"
+
+
+def _outcome(number: int, label: int, decision: str) -> Outcome:
+    reviewed = decision in ("unsure", "spam")
+    return Outcome(number, f"c{number}", label, decision, 0.5, "v1", reviewed, False)
+
+
+def test_flagged_means_spam_or_discard_at_arrival() -> None:
+    outcomes = [
+        _outcome(0, 1, "discard"),  # caught, unseen
+        _outcome(1, 1, "spam"),  # caught, reviewed
+        _outcome(2, 1, "unsure"),  # held: reviewed, but not flagged
+        _outcome(3, 0, "ham"),
+        _outcome(4, 0, "spam"),  # a false positive
+        _outcome(5, 0, "ham"),
+    ]
+    report = summarise(outcomes, [], [{"version": "v1", "first_comment": 0}], warmup=3, window=2)
+    assert report.overall["precision"] == pytest.approx(2 / 3)
+    assert report.overall["recall"] == pytest.approx(2 / 3)
+    assert report.overall["fpr"] == pytest.approx(1 / 3)
+    assert report.reviewed_share == pytest.approx(3 / 6)
+    assert report.after_warmup["n"] == 3 and report.after_warmup["fpr"] == pytest.approx(1 / 3)
+    assert [(p["start"], p["end"]) for p in report.learning_curve] == [(0, 2), (2, 4), (4, 6)]
+
+
+@pytest.fixture(scope="module")
+def youtube_rows() -> list[Row]:
+    root = Path(__file__).resolve().parents[2]
+    rows = load_rows([root / "data/corpora/youtube-spam-collection/Youtube02-KatyPerry.csv"])
+    return rows[:40]
+
+
+def test_replay_through_the_service_labels_what_moderators_review(
+    settings: Settings, workers: Any, youtube_rows: list[Row], tmp_path: Path
+) -> None:
+    account = create_account(settings, "replayed site")
+    admin = create_admin(settings)
+    site = "https://replay.example"
+    with serve_app(settings) as url:
+        client = ServiceClient(url, account.key, admin.key, timeout=60)
+        try:
+            report, outcomes = replay(youtube_rows, client, site, seed=7, warmup=10, window=10)
+        finally:
+            client.close()
+    assert [o.number for o in outcomes] == list(range(len(youtube_rows)))
+    assert {o.decision for o in outcomes} <= {"ham", "unsure", "spam", "discard"}
+    reviewed = sum(o.reviewed for o in outcomes)
+    reported = sum(o.reported for o in outcomes)
+    assert reported == report.reported_missed
+    assert all(o.label == 1 and o.decision == "ham" for o in outcomes if o.reported)
+    engine = db.make_engine(settings)
+    try:
+        with db.make_session_factory(engine)() as session:
+            sources = dict(
+                session.execute(
+                    select(tables.Label.source, func.count())
+                    .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
+                    .join(tables.Site, tables.Site.id == tables.Comment.site_id)
+                    .where(tables.Site.account_id == account.id)
+                    .group_by(tables.Label.source)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    # Every reviewed comment got its true label from a moderator; every reported miss came
+    # through the feedback path.
+    assert sources.get("moderator", 0) == reviewed
+    assert sources.get("feedback", 0) == reported
+    assert report.overall["n"] == len(youtube_rows)
+    assert report.after_warmup["n"] == len(youtube_rows) - 10
+    assert len(report.learning_curve) == 4
+
+    from service.replay import write_outputs
+
+    write_outputs(report, outcomes, tmp_path, "test replay")
+    written = json.loads((tmp_path / "replay.json").read_text())
+    assert {"overall", "after_warmup", "reviewed_share", "retrains", "model_versions"} <= set(
+        written
+    )
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
