@@ -330,7 +330,9 @@ def retrain(
     )
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     _write_json(path / RUN_FILE, record)
-    write_run(models_dir, run_id, record)
+    # Keep what the caller recorded of the run (its trigger, when it was queued): a reader
+    # polling the record must not see it "done" without them until the caller rewrites it.
+    write_run(models_dir, run_id, {**(read_run(models_dir, run_id) or {}), **record})
     step("done", 1.0)
     return RetrainResult(
         run_id, version, decision.promote, activated, active, decision, record, seconds
