@@ -208,11 +208,16 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> sparse.csr_matrix:
         # Normalise each comment once, not once for fit and again for transform.
         X = validate_data(self, X, dtype=None, ensure_all_finite=True, reset=True)
+        # Their n-grams and signals are computed once too, and reused for the transform.
         prepared = [prepare(row) for row in X]
-        self._fit_prepared(prepared)
-        return self.transform_prepared(prepared)
+        words, chars, signals = self._fit_prepared(prepared)
+        return self._matrix(self._parts(prepared, words, chars, signals))
 
-    def _fit_prepared(self, prepared: Sequence[Prepared]) -> None:
+    def _fit_prepared(
+        self, prepared: Sequence[Prepared]
+    ) -> tuple[hashing.Grams, hashing.Grams, np.ndarray]:
+        """Fit on prepared comments; their hashed word and character n-grams and their raw
+        signals are returned for `fit_transform` to reuse."""
         n_docs = len(prepared)
         texts = [p.text for p in prepared]
         words = hashing.word_ngrams(texts, self.word_ngrams, self.word_bits)
@@ -245,6 +250,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
             + len(self.site_keys_)
             + len(SIGNALS)
         )
+        return words, chars, signals
 
     def _site_vocabulary(self, prepared: Sequence[Prepared], words: hashing.Grams) -> np.ndarray:
         """Sorted keys `site index << word_bits | bucket` of the per-site word features: shared
@@ -252,7 +258,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         if not self._site_index:
             return np.zeros(0, dtype=np.int64)
         doc_site = self._doc_sites(prepared)
-        pairs = np.unique(words.doc.astype(np.int64) << self.word_bits | words.column)
+        pairs = _distinct(words.doc.astype(np.int64) << self.word_bits | words.column)
         docs, buckets = pairs >> self.word_bits, pairs & ((1 << self.word_bits) - 1)
         sites = doc_site[docs]
         mine = (sites >= 0) & (self._word_lookup[buckets] >= 0)
@@ -297,11 +303,11 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
 
     def transform_prepared(self, prepared: Sequence[Prepared]) -> sparse.csr_matrix:
         """`transform` for comments already prepared."""
-        parts = self.transform_parts(prepared)
-        n = len(prepared)
-        first_signal = self.offsets["signal"]
+        return self._matrix(self.transform_parts(prepared))
+
+    def _matrix(self, parts: FeatureParts) -> sparse.csr_matrix:
         entries = sparse.csr_matrix(
-            (parts.value, (parts.doc, parts.column)), shape=(n, first_signal)
+            (parts.value, (parts.doc, parts.column)), shape=(parts.n, self.offsets["signal"])
         )
         return sparse.hstack([entries, sparse.csr_matrix(parts.signals)], format="csr")
 
@@ -310,10 +316,20 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
 
         This is what scoring reads: it avoids building a sparse matrix on the hot path.
         """
-        n = len(prepared)
         texts = [p.text for p in prepared]
         words = hashing.word_ngrams(texts, self.word_ngrams, self.word_bits)
         chars = hashing.char_ngrams(texts, *self.char_ngrams, self.char_bits)
+        return self._parts(prepared, words, chars, signal_matrix(prepared))
+
+    def _parts(
+        self,
+        prepared: Sequence[Prepared],
+        words: hashing.Grams,
+        chars: hashing.Grams,
+        raw_signals: np.ndarray,
+    ) -> FeatureParts:
+        """`transform_parts` given the comments' hashed n-grams and raw signals."""
+        n = len(prepared)
         n_words = len(self.word_buckets_)
         n_text = n_words + len(self.char_buckets_)
         word_cols = self._word_lookup[words.column]
@@ -347,7 +363,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
                 docs.append(site_entries[0])
                 columns.append(site_entries[1])
                 values.append(site_entries[2])
-        signals = (signal_matrix(prepared) - self.signal_mean_) / self.signal_scale_
+        signals = (raw_signals - self.signal_mean_) / self.signal_scale_
         return FeatureParts(
             n=n,
             doc=np.concatenate(docs),
@@ -415,11 +431,24 @@ def _kept_buckets(
     grams: hashing.Grams, n_docs: int, bits: int, min_df: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The buckets seen in at least `min_df` documents, and their smooth IDF."""
-    pairs = np.unique(grams.doc.astype(np.int64) << bits | grams.column)
+    pairs = _distinct(grams.doc.astype(np.int64) << bits | grams.column)
     df = np.bincount(pairs & ((1 << bits) - 1), minlength=1 << bits)
     buckets = np.flatnonzero(df >= max(min_df, 1))
     idf = np.log((1.0 + n_docs) / (1.0 + df[buckets])) + 1.0
     return buckets.astype(np.int64), idf.astype(np.float64)
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """`np.unique(keys)` by sorting. NumPy 2's `np.unique` hashes instead, and on these keys
+    (document << bits | bucket: millions of them, clustered) that took over a hundred times as
+    long as a sort (23 s against 0.2 s for 12 million keys)."""
+    ordered = np.sort(keys)
+    if len(ordered) == 0:
+        return ordered
+    first = np.empty(len(ordered), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
 
 
 def _lookup(buckets: np.ndarray, bits: int) -> np.ndarray:

@@ -13,6 +13,11 @@ Data:
   holdout of the newest `holdout_share` of them, which the gate measures both models on.
   Labels weigh `label_weight` times a corpus row: they are this deployment's own traffic.
 
+Fit (`fit_candidate`): the Platt sigmoid is fitted on a stratified `calibration_share` of the
+training rows, scored by a logistic regression fitted on the rest; the model saved is refitted
+on every training row with that sigmoid. The thresholds are then chosen on the corpus
+validation split, as for the default model.
+
 Per-site learning: a site with at least `min_site_labels_per_class` spam AND ham labels in the
 training labels gets site-specific copies of the word features (classifier/features.py), so
 its moderators' labels count most for it while every other site keeps the shared model. The
@@ -37,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
 
 from classifier.artifact import (
     ArtifactError,
@@ -46,7 +53,13 @@ from classifier.artifact import (
     version_dir,
 )
 from classifier.features import to_frame
-from classifier.pipeline import DEFAULT_PARAMS, build_pipeline
+from classifier.pipeline import (
+    DEFAULT_PARAMS,
+    build_classifier,
+    build_features,
+    calibrated_pipeline,
+    with_estimator,
+)
 from classifier.record import Comment
 from classifier.registry import Status, activate, mark
 from classifier.scoring import LoadedModel
@@ -87,6 +100,9 @@ class RetrainParams:
     holdout_share: float = 0.2  # newest labels held out for the gate
     min_holdout_labels: int = 10  # fewer labels than this: no holdout, all are trained on
     label_weight: float = 3.0
+    # Of the training rows (stratified, seeded), held out to fit the Platt sigmoid on; as one
+    # of `build_pipeline`'s three calibration folds.
+    calibration_share: float = 1 / 3
     min_site_labels_per_class: int = 20
     model: dict[str, Any] = field(default_factory=dict)  # classifier.pipeline parameters
     gate: GateParams = field(default_factory=GateParams)
@@ -133,11 +149,54 @@ def evaluate_model(
     model: LoadedModel, comments: Sequence[Comment], labels: Sequence[int]
 ) -> dict[str, Any]:
     """The metrics of a model at its own `spam` threshold (the decision it takes)."""
-    if not comments:
+    scores = model.probabilities(comments) if comments else np.zeros(0)
+    return _metrics_at(labels, scores, model.thresholds.spam)
+
+
+def _metrics_at(labels: Sequence[int], scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    if not len(labels):
         return {"n": 0, "spam": 0, "precision": None, "recall": None, "f1": None, "mcc": None,
                 "fpr": None, "roc_auc": None}  # fmt: skip
-    scores = model.probabilities(comments)
-    return classification_metrics(list(labels), scores, model.thresholds.spam)
+    return classification_metrics(list(labels), scores, threshold)
+
+
+def fit_candidate(
+    frame: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    model_params: dict[str, Any],
+    p: RetrainParams,
+) -> Pipeline:
+    """The candidate pipeline: features fitted once on every training row; a logistic
+    regression fitted on all but a stratified `calibration_share` of them, whose scores on that
+    held-out slice fit the Platt sigmoid; then the logistic regression refitted on every row,
+    with that sigmoid.
+
+    This is `build_pipeline`'s calibration (`ensemble=False`: a sigmoid from held-out scores,
+    paired with the model refitted on everything) with one held-out fold instead of three: two
+    fits instead of four, and the features computed once rather than for every fit, which is
+    what keeps retraining on 50,000 labels within its time budget (docs/benchmarks.md,
+    "Retraining"). The slice comes from the training rows, never from the corpus validation
+    split or the label holdout: a sigmoid fitted on the sets the gate judges could flip a
+    candidate's scores (a negative slope) and pass a model trained on flipped labels.
+    """
+    features = build_features(model_params)
+    X = features.fit_transform(frame)
+    fit_rows, calibration_rows = train_test_split(
+        np.arange(len(y)), test_size=p.calibration_share, stratify=y, random_state=p.seed
+    )
+    held_out = build_classifier(model_params).fit(
+        X[fit_rows], y[fit_rows], sample_weight=weights[fit_rows]
+    )
+    pipeline = calibrated_pipeline(
+        features,
+        held_out,
+        X[calibration_rows],
+        y[calibration_rows],
+        sample_weight=weights[calibration_rows],
+    )
+    final = build_classifier(model_params).fit(X, y, sample_weight=weights)
+    return with_estimator(pipeline, final)
 
 
 def retrain(
@@ -174,9 +233,7 @@ def retrain(
         raise ValueError("retraining needs both spam and ham examples")
     model_params = {**DEFAULT_PARAMS, **p.model, "seed": p.seed, "sites": tuple(sites)}
     step(f"fitting on {len(y)} comments ({len(label_train)} labels, {len(sites)} sites)", 0.05)
-    pipeline = build_pipeline(model_params).fit(
-        to_frame(train_comments), y, classifier__sample_weight=weights
-    )
+    pipeline = fit_candidate(to_frame(train_comments), y, weights, model_params, p)
     fitted_at = time.perf_counter()
 
     step("choosing thresholds on the corpus validation split", 0.7)
@@ -191,7 +248,11 @@ def retrain(
     holdout_comments = [r.comment for r in holdout]
     holdout_labels = [r.label for r in holdout]
     sets = {"labels": (holdout_comments, holdout_labels), "corpus": (val_comments, val_labels)}
-    cand_metrics = {name: evaluate_model(candidate, c, y_) for name, (c, y_) in sets.items()}
+    cand_metrics = {
+        "labels": evaluate_model(candidate, holdout_comments, holdout_labels),
+        # The validation split's scores are those the thresholds were chosen on.
+        "corpus": _metrics_at(val_labels, val_scores, thresholds.spam),
+    }
     active_metrics: dict[str, dict[str, Any]] | None = None
     active_error = None
     if active is not None:
@@ -269,7 +330,9 @@ def retrain(
     )
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     _write_json(path / RUN_FILE, record)
-    write_run(models_dir, run_id, record)
+    # Keep what the caller recorded of the run (its trigger, when it was queued): a reader
+    # polling the record must not see it "done" without them until the caller rewrites it.
+    write_run(models_dir, run_id, {**(read_run(models_dir, run_id) or {}), **record})
     step("done", 1.0)
     return RetrainResult(
         run_id, version, decision.promote, activated, active, decision, record, seconds
