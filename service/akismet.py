@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from classifier import Decision, LoadedModel, Reason
 from service import security, tables
 from service.engine import attach, compute_verdict
-from service.intake import SiteCache, new_comment, resolve_site, store_comment
+from service.intake import SiteCache, SiteRef, new_comment, resolve_site, store_comment
 from service.labels import AppliedLabel, apply_label
 from service.memory import NearDuplicateMemory
 from service.schemas import CommentIn
@@ -312,13 +312,16 @@ def _verdict(
     model: LoadedModel,
     memory: NearDuplicateMemory | None = None,
     account_id: int | None = None,
+    site: SiteRef | None = None,
 ) -> tables.Verdict:
-    """The model's verdict (a near-duplicate of a labelled comment takes its label, as in
-    `/v1/check`); a rule, if one applies, decides and comes first among the reasons.
+    """The model's verdict at the site's thresholds (a near-duplicate of a labelled comment
+    takes its label, as in `/v1/check`); a rule, if one applies, decides and comes first
+    among the reasons.
 
     A rule leaves the score as it was, so that it remains the model's (or the memory's).
     """
-    verdict = compute_verdict(comment, model, memory, account_id)
+    thresholds = site.thresholds.effective(model.thresholds) if site is not None else None
+    verdict = compute_verdict(comment, model, memory, account_id, thresholds)
     if submission.rule is not None:
         verdict.decision = submission.rule.decision.value
         verdict.reasons = [submission.rule.reason().to_dict(), *verdict.reasons]
@@ -342,7 +345,7 @@ def check(
     # scoring happens outside of it.
     session.commit()
     fresh = new_comment(site.id, submission.comment, None)
-    verdict = _verdict(fresh, submission, model, memory, account_id)
+    verdict = _verdict(fresh, submission, model, memory, account_id, site)
     comment, _ = store_comment(session, fresh)
     attach(session, comment, verdict)
     session.commit()
@@ -411,7 +414,7 @@ def record_feedback(
     created = comment is None
     if comment is None:
         fresh = new_comment(site.id, submission.comment, None)
-        verdict = _verdict(fresh, submission, model, memory, account_id)
+        verdict = _verdict(fresh, submission, model, memory, account_id, site)
         comment, _ = store_comment(session, fresh)
         attach(session, comment, verdict)
     applied = apply_label(

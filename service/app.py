@@ -15,6 +15,7 @@ from service import console, errors, logs, ratelimit
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
+from service.intake import SiteCache
 from service.memory import NearDuplicateMemory, remember_applied
 from service.metrics import ServiceCollector
 from service.queue import TaskQueue
@@ -95,6 +96,8 @@ def build_services(settings: Settings) -> Services:
     sessions = make_session_factory(engine)
     services = Services(settings, engine, sessions, models, queue)
     services.limiter = RateLimiter(settings)
+    # Sites are re-read after a few seconds: an admin's threshold change reaches every process.
+    services.sites = SiteCache(ttl_seconds=settings.site_cache_seconds)
     log.info("%s", ratelimit.describe(settings))
     services.metrics = ServiceCollector(
         settings, sessions, retrain_runs=partial(retrain_outcomes, settings)

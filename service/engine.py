@@ -22,6 +22,7 @@ from service.callbacks import Claim
 from service.db import SessionFactory
 from service.memory import Match, NearDuplicateMemory, overrule
 from service.settings import Settings
+from service.site_thresholds import SiteThresholds
 from service.writes import insert_row, table_of
 
 log = logging.getLogger(__name__)
@@ -145,20 +146,24 @@ def compute_verdict(
     model: LoadedModel,
     memory: NearDuplicateMemory | None = None,
     account_id: int | None = None,
+    thresholds: Thresholds | None = None,
 ) -> tables.Verdict:
     """Score a comment (its `id` set) into a verdict row, touching no database.
 
-    With a `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in
-    that account takes the label's side, its reason first (see `service.memory.overrule`).
+    `thresholds` are the comment's site's (see `site_thresholds`; None: the model's). With a
+    `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in that
+    account takes the label's side, its reason first (see `service.memory.overrule`).
     """
     started = time.perf_counter()
+    thresholds = thresholds or model.thresholds
     verdict = model.score(to_record(comment))
-    score, decision = verdict.score, verdict.decision
+    score = verdict.score
+    decision = thresholds.decide(score)
     reasons = [reason.to_dict() for reason in verdict.reasons]
     if memory is not None and account_id is not None:
         match = _recall(memory, account_id, comment.content)
         if match is not None:
-            score, decision, reason = overrule(match, score, decision, model.thresholds)
+            score, decision, reason = overrule(match, score, decision, thresholds)
             reasons = [reason, *reasons]
     return tables.Verdict(
         comment_id=comment.id,
@@ -192,9 +197,10 @@ def score_into(
     model: LoadedModel,
     memory: NearDuplicateMemory | None = None,
     account_id: int | None = None,
+    thresholds: Thresholds | None = None,
 ) -> tables.Verdict:
     """Score a comment and add its verdict to the session (the caller commits)."""
-    verdict = compute_verdict(comment, model, memory, account_id)
+    verdict = compute_verdict(comment, model, memory, account_id, thresholds)
     attach(session, comment, verdict)
     return verdict
 
@@ -241,7 +247,9 @@ def score_stored_comment(
             log.warning("comment %s not found; nothing to score", comment_id)
             return ScoreOutcome(found=False, scored_now=False, delivery_id=None)
         if comment.verdict is None:
-            verdict = compute_verdict(comment, model, memory, comment.site.account_id)
+            site = comment.site
+            thresholds = SiteThresholds.of(site).effective(model.thresholds)
+            verdict = compute_verdict(comment, model, memory, site.account_id, thresholds)
             delivery = _new_delivery(comment)
             claim = None
             if delivery is not None and claim_first is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -13,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from service import tables
 from service.schemas import CommentIn
+from service.site_thresholds import SiteThresholds
 
 DEFAULT_SITE = ""
 
@@ -39,22 +42,45 @@ def normalise_site_url(blog: str) -> str:
 class SiteRef:
     id: int
     url: str
+    thresholds: SiteThresholds = field(default_factory=SiteThresholds)
 
 
 class SiteCache:
-    """Site ids by (account, normalised URL): a site, once created, never changes."""
+    """Sites by (account, normalised URL), each kept for `ttl_seconds`.
 
-    def __init__(self, size: int = 100_000) -> None:
+    A site's id and URL never change, but an admin may change its thresholds: an entry is
+    read again after `ttl_seconds`, so a change made in another process takes effect here
+    within that long (`forget` makes it immediate in the process that made it).
+    """
+
+    def __init__(
+        self,
+        size: int = 100_000,
+        ttl_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.size = size
-        self._sites: dict[tuple[int, str], SiteRef] = {}
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._sites: dict[tuple[int, str], tuple[float, SiteRef]] = {}
 
     def get(self, account_id: int, url: str) -> SiteRef | None:
-        return self._sites.get((account_id, url))
+        entry = self._sites.get((account_id, url))
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
 
     def put(self, account_id: int, site: SiteRef) -> None:
         if len(self._sites) >= self.size:
             self._sites.clear()
-        self._sites[(account_id, site.url)] = site
+        self._sites[(account_id, site.url)] = (self._clock() + self.ttl_seconds, site)
+
+    def forget(self, account_id: int, url: str) -> None:
+        self._sites.pop((account_id, url), None)
+
+
+def site_ref(row: tables.Site) -> SiteRef:
+    return SiteRef(row.id, row.url, SiteThresholds.of(row))
 
 
 def resolve_site(session: Session, cache: SiteCache, account_id: int, blog: str) -> SiteRef:
@@ -62,8 +88,7 @@ def resolve_site(session: Session, cache: SiteCache, account_id: int, blog: str)
     url = normalise_site_url(blog)
     site = cache.get(account_id, url)
     if site is None:
-        row = get_or_create_site(session, account_id, url)
-        site = SiteRef(row.id, row.url)
+        site = site_ref(get_or_create_site(session, account_id, url))
         cache.put(account_id, site)
     return site
 

@@ -283,6 +283,31 @@ class QueuePageOut(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
 
 
+class ThresholdsIn(BaseModel):
+    """A site's own thresholds (probabilities of spam); null or missing: the model's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unsure: float | None = Field(default=None, ge=0, le=1, description="Held for review from.")
+    spam: float | None = Field(default=None, ge=0, le=1, description="Spam from.")
+    discard: float | None = Field(default=None, ge=0, le=1, description="Discarded from.")
+
+
+class ThresholdsOut(BaseModel):
+    unsure: float
+    spam: float
+    discard: float
+
+
+class SiteThresholdsOut(BaseModel):
+    site_id: int
+    site: str
+    own: ThresholdsIn = Field(description="The site's own thresholds; null: the model's.")
+    effective: ThresholdsOut | None = Field(
+        description="What its comments are decided with (null: no model loaded)."
+    )
+
+
 class SiteStatsOut(BaseModel):
     """One site's counts; each comment counts once, by its verdict and its newest label."""
 
@@ -300,6 +325,13 @@ class SiteStatsOut(BaseModel):
     missed_spam: int = Field(description="Labelled spam where the verdict was ham.")
     false_positives: int = Field(description="Labelled ham where the verdict was spam or discard.")
     unlabelled_unsure: int = Field(description="Unsure and not labelled: the default queue.")
+    thresholds: ThresholdsOut | None = Field(
+        default=None, description="The thresholds this site's comments are decided with."
+    )
+    own_thresholds: ThresholdsIn = Field(
+        default_factory=lambda: ThresholdsIn(),
+        description="The site's own thresholds; null: the model's.",
+    )
 
 
 class StatsOut(BaseModel):

@@ -300,7 +300,32 @@ def sites_page(
 ) -> Response:
     """Per-site counts, and (admins) the thresholds."""
     context = views.sites_context(session, services, user)
+    if request.query_params.get("done") == "thresholds":
+        context["flashes"] = [("Thresholds saved: every process uses them within seconds.", "")]
     return views.render(request, "sites.html", context)
+
+
+@router.post("/sites/{site_id}/thresholds", response_class=HTMLResponse)
+def save_site_thresholds(
+    site_id: int,
+    request: Request,
+    user: AdminDep,
+    services: ServicesDep,
+    session: SessionDep,
+    unsure: Annotated[str, Form(max_length=64)] = "",
+    spam: Annotated[str, Form(max_length=64)] = "",
+    discard: Annotated[str, Form(max_length=64)] = "",
+    reset: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    """Set a site's thresholds (admins; blank: the model's), or reset them all."""
+    form = views.ThresholdForm() if reset else views.ThresholdForm(unsure, spam, discard)
+    errors = views.save_thresholds(session, services, user, site_id, form)
+    if not errors:
+        return RedirectResponse(f"{PREFIX}/sites?done=thresholds#site-{site_id}", status_code=303)
+    context = views.sites_context(session, services, user)
+    context["threshold_errors"] = {site_id: errors}
+    context["threshold_values"] = {site_id: form.values()}
+    return views.render(request, "sites.html", context, status=422)
 
 
 # --- models --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from service.console.auth import ConsoleUser
 from service.deps import Services
 from service.errors import ApiError
 from service.routers import moderation
-from service.schemas import BulkLabelIn, BulkLabelItem, LabelIn, QueueItemOut
+from service.schemas import BulkLabelIn, BulkLabelItem, LabelIn, QueueItemOut, ThresholdsIn
 from training.retrain import list_runs
 
 DECISIONS = (
@@ -429,7 +429,9 @@ def comment_context(
 
 
 def sites_context(session: Session, services: Services, user: ConsoleUser) -> dict[str, Any]:
-    stats = moderation.site_stats(session, user.principal)
+    stats = moderation.site_stats(
+        session, user.principal, model_thresholds=moderation.model_thresholds(services)
+    )
     session.commit()
     return {
         "page": "sites",
@@ -437,7 +439,60 @@ def sites_context(session: Session, services: Services, user: ConsoleUser) -> di
         "stats": stats,
         "thresholds": _thresholds(services),
         "model_version": services.models.current.version if services.models.loaded else None,
+        "threshold_errors": {},
+        "threshold_values": {},
     }
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdForm:
+    """The thresholds form of one site as posted: raw strings, blank for "the model's"."""
+
+    unsure: str = ""
+    spam: str = ""
+    discard: str = ""
+
+    def values(self) -> dict[str, str]:
+        return {"unsure": self.unsure, "spam": self.spam, "discard": self.discard}
+
+    def parse(self) -> tuple[ThresholdsIn | None, list[str]]:
+        """The thresholds, or the errors to show next to the form."""
+        numbers: dict[str, float | None] = {}
+        errors = []
+        for name, raw in self.values().items():
+            raw = raw.strip()
+            if not raw:
+                numbers[name] = None
+                continue
+            try:
+                number = float(raw)
+            except ValueError:
+                errors.append(f"{name}: {raw!r} is not a number")
+                continue
+            if not 0.0 <= number <= 1.0:  # also refuses NaN
+                errors.append(f"{name}: must be between 0 and 1")
+                continue
+            numbers[name] = number
+        if errors:
+            return None, errors
+        return ThresholdsIn(**numbers), []
+
+
+def save_thresholds(
+    session: Session, services: Services, user: ConsoleUser, site_id: int, form: ThresholdForm
+) -> list[str]:
+    """Store the form's thresholds for a site (admins); the errors to show, if any."""
+    body, errors = form.parse()
+    if body is None:
+        return errors
+    try:
+        moderation.update_site_thresholds(session, services, user.principal, site_id, body)
+    except ApiError as exc:
+        if exc.status != 422:
+            raise
+        details = exc.details or []
+        return [f"{d['loc'][-1]}: {d['msg']}" for d in details] or [str(exc)]
+    return []
 
 
 # --- models --------------------------------------------------------------------------------

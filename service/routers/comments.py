@@ -113,7 +113,8 @@ def check_comment(
     fresh = new_comment(site.id, body, body.external_id)
     # Scored before any write: on SQLite a write transaction holds the database's only write
     # lock, so it should last for the inserts alone.
-    verdict = compute_verdict(fresh, model, memory, account_id)
+    thresholds = site.thresholds.effective(model.thresholds)
+    verdict = compute_verdict(fresh, model, memory, account_id, thresholds)
     fresh.status = tables.CommentStatus.SCORED
     if insert_rows(session, fresh, verdict):
         fresh.verdict = verdict
@@ -124,7 +125,7 @@ def check_comment(
     if created:
         attach(session, comment, verdict)
     elif comment.verdict is None:
-        score_into(session, comment, model, memory, account_id)
+        score_into(session, comment, model, memory, account_id, thresholds)
     try:
         session.commit()
     except IntegrityError:

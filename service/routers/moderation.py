@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import uuid
 from datetime import datetime
@@ -35,9 +36,16 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased, contains_eager
 
-from classifier import Decision
+from classifier import Decision, Thresholds
 from service import errors, labels, tables, users
-from service.deps import AdminUser, CurrentUser, ServicesDep, SessionDep, UserPrincipal
+from service.deps import (
+    AdminUser,
+    CurrentUser,
+    Services,
+    ServicesDep,
+    SessionDep,
+    UserPrincipal,
+)
 from service.errors import ApiError
 from service.schemas import (
     AppliedLabelOut,
@@ -52,9 +60,15 @@ from service.schemas import (
     QueueItemOut,
     QueuePageOut,
     SiteStatsOut,
+    SiteThresholdsOut,
     StatsOut,
+    ThresholdsIn,
+    ThresholdsOut,
     UserOut,
 )
+from service.site_thresholds import InvalidThresholds, SiteThresholds, set_site_thresholds
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["moderation"])
 
@@ -389,8 +403,12 @@ def site_stats(
     site: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    model_thresholds: Thresholds | None = None,
 ) -> list[SiteStatsOut]:
     """Per-site counts of the comments received in [since, until), for the user's sites.
+
+    With `model_thresholds` (the model's in use), each site also shows the thresholds its
+    comments are decided with.
 
     Each comment counts once, by its verdict and its newest label. Test comments and those
     brought in by Akismet feedback (never checked) are left out, as in key-sites.
@@ -433,9 +451,7 @@ def site_stats(
         .where(_visible(user), comment.is_test.is_(False), ~brought_in)
         .group_by(comment.site_id)
     )
-    sites_query = select(tables.Site.id, tables.Site.url, tables.Site.account_id).order_by(
-        tables.Site.id
-    )
+    sites_query = select(tables.Site).order_by(tables.Site.id)
     if user.site_ids is not None:
         sites_query = sites_query.where(tables.Site.id.in_(sorted(user.site_ids)))
     if site is not None:
@@ -447,15 +463,18 @@ def site_stats(
         query = query.where(comment.received_at < until)
     counts = {row[0]: [int(v) for v in row[1:]] for row in session.execute(query).all()}
     out = []
-    for site_id, url, account_id in session.execute(sites_query).all():
-        if user.site_ids is None and site is None and site_id not in counts:
+    for row in session.execute(sites_query).scalars():
+        if user.site_ids is None and site is None and row.id not in counts:
             continue  # an admin's list: the sites with comments in the period
-        values = counts.get(site_id, [0] * 11)
+        values = counts.get(row.id, [0] * 11)
+        own = SiteThresholds.of(row)
         out.append(
             SiteStatsOut(
-                site_id=site_id,
-                site=url,
-                account_id=account_id,
+                site_id=row.id,
+                site=row.url,
+                account_id=row.account_id,
+                thresholds=_thresholds_out(own, model_thresholds),
+                own_thresholds=ThresholdsIn(**own.to_dict()),
                 checked=values[0],
                 ham=values[1],
                 unsure=values[2],
@@ -476,15 +495,78 @@ def site_stats(
 def moderation_stats(
     user: CurrentUser,
     session: SessionDep,
+    services: ServicesDep,
     site: Annotated[int | None, Query(description="Only this site (its id).")] = None,
     since: Annotated[datetime | None, Query(description="Comments received from then.")] = None,
     until: Annotated[datetime | None, Query(description="…and before then.")] = None,
 ) -> StatsOut:
     """Per-site counts: checked, each decision, labels, missed spam and false positives."""
     _check_site(user, site)
-    result = site_stats(session, user, site, since, until)
+    result = site_stats(session, user, site, since, until, model_thresholds(services))
     session.commit()
     return StatsOut(sites=result)
+
+
+# --- per-site thresholds (admins) --------------------------------------------------------
+
+
+def model_thresholds(services: Services) -> Thresholds | None:
+    """The thresholds of the model in use (with the deployment's overrides); None if none."""
+    services.models.reload_if_changed()
+    return services.models.current.thresholds if services.models.loaded else None
+
+
+def _thresholds_out(own: SiteThresholds, model: Thresholds | None) -> ThresholdsOut | None:
+    if model is None:
+        return None
+    return ThresholdsOut(**own.effective(model).to_dict())
+
+
+def update_site_thresholds(
+    session: Session,
+    services: Services,
+    admin: UserPrincipal,
+    site_id: int,
+    body: ThresholdsIn,
+) -> SiteThresholdsOut:
+    """Set (null: reset to the model's) a site's thresholds; 404 if no such site, 422 if the
+    merged thresholds are out of order. Shared by the API and the console."""
+    site = session.get(tables.Site, site_id)
+    if site is None:
+        raise ApiError(404, "not_found", f"no site {site_id}")
+    values = SiteThresholds(body.unsure, body.spam, body.discard)
+    model = model_thresholds(services)
+    try:
+        set_site_thresholds(site, values, model)
+    except InvalidThresholds as exc:
+        session.rollback()
+        raise ApiError(422, "invalid_thresholds", str(exc), details=exc.details) from exc
+    url, account_id = site.url, site.account_id
+    session.commit()
+    services.sites.forget(account_id, url)  # at once here; other processes within their TTL
+    log.info("site %s thresholds set to %s by %s", site_id, values.to_dict(), admin.name)
+    return SiteThresholdsOut(
+        site_id=site_id,
+        site=url,
+        own=ThresholdsIn(**values.to_dict()),
+        effective=_thresholds_out(values, model),
+    )
+
+
+@router.put(
+    "/sites/{site_id}/thresholds",
+    response_model=SiteThresholdsOut,
+    responses=_responses(401, 403, 404, 422, 503),
+)
+def put_site_thresholds(
+    site_id: int,
+    body: ThresholdsIn,
+    admin: AdminUser,
+    services: ServicesDep,
+    session: SessionDep,
+) -> SiteThresholdsOut:
+    """Set a site's own decision thresholds (admins); null or missing resets to the model's."""
+    return update_site_thresholds(session, services, admin, site_id, body)
 
 
 # --- a comment's history -----------------------------------------------------------------
