@@ -315,11 +315,20 @@ def serve(
         return
     with embedded_stack(settings, concurrency) as (ready, supervisor):
 
-        def child_exited(name: str, code: int) -> None:
-            console.print(f"[red]error:[/red] {name} exited with code {code}; stopping")
+        def child_exited(name: str, code: int, why: str) -> None:
+            console.print(f"[red]error:[/red] {why}; stopping")
             os.kill(os.getpid(), signal.SIGTERM)
 
-        supervisor.watch(child_exited)
+        def child_restarted(name: str, code: int, restarts: int) -> None:
+            console.print(
+                f"[yellow]warning:[/yellow] {name} exited with code {code}; started it again "
+                f"({restarts} restarts in the last {supervisor.restart_window:.0f}s, "
+                f"{supervisor.restart_limit} allowed)"
+            )
+
+        # Workers and beat are started again if they exit (kombu 5.7 can crash a worker when
+        # Redis goes away); Redis exiting, or a child restarting too often, stops everything.
+        supervisor.watch(child_exited, on_restart=child_restarted)
         os.environ.update(child_env(ready))
         _run_api(ready, host, port, api_workers)
 

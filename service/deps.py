@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -94,7 +95,25 @@ async def get_queue(services: ServicesDep) -> TaskQueue | None:
 QueueDep = Annotated[TaskQueue | None, Depends(get_queue)]
 
 
-async def get_account_id(request: Request, services: ServicesDep) -> int:
+# --- the bearer schemes, as the OpenAPI schema declares them --------------------------------
+# Declared only: with auto_error=False they never answer themselves, and the dependencies below
+# still read the header and answer 401 with our own error body.
+
+site_key_scheme = HTTPBearer(
+    scheme_name="SiteApiKey",
+    description="A site's API key (`cg…`), as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+user_token_scheme = HTTPBearer(
+    scheme_name="UserToken",
+    description="A moderator's or admin's user token (`cgu_…`): `Authorization: Bearer <token>`.",
+    auto_error=False,
+)
+SiteKeyScheme = Annotated[HTTPAuthorizationCredentials | None, Depends(site_key_scheme)]
+UserTokenScheme = Annotated[HTTPAuthorizationCredentials | None, Depends(user_token_scheme)]
+
+
+async def get_account_id(request: Request, services: ServicesDep, _scheme: SiteKeyScheme) -> int:
     """The account of the request's `Authorization: Bearer <key>`, else 401."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     key = key.strip()
@@ -127,7 +146,9 @@ AccountId = Annotated[int, Depends(get_account_id)]
 UserPrincipal = users.UserPrincipal
 
 
-async def get_current_user(request: Request, services: ServicesDep) -> UserPrincipal:
+async def get_current_user(
+    request: Request, services: ServicesDep, _scheme: UserTokenScheme
+) -> UserPrincipal:
     """The moderator or admin of the request's `Authorization: Bearer <user token>`, else 401.
 
     Not cached: a revoked token, a disabled user or a new grant takes effect at once.

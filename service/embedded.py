@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -60,41 +61,131 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+# A worker or beat that exits is started again after a pause that doubles from RESTART_BACKOFF
+# up to RESTART_BACKOFF_MAX; more than RESTART_LIMIT restarts of one child within
+# RESTART_WINDOW seconds means it cannot run here, and the service stops.
+RESTART_LIMIT = 5
+RESTART_WINDOW = 60.0
+RESTART_BACKOFF = 0.5
+RESTART_BACKOFF_MAX = 8.0
+
+
+@dataclass
+class _Child:
+    argv: list[str]
+    env: dict[str, str]
+    restart: bool
+    restarts: list[float] = field(default_factory=list)  # monotonic times, within the window
+
+
 class Supervisor:
-    """Starts child processes; stops them all, newest first, when closed."""
+    """Starts child processes; stops them all, newest first, when closed.
 
-    def __init__(self) -> None:
+    A child started with `restart=True` (the workers and beat) is started again by `watch` if
+    it exits, with a bounded backoff; any other child (Redis) exiting ends the watch.
+    """
+
+    def __init__(
+        self,
+        restart_limit: int = RESTART_LIMIT,
+        restart_window: float = RESTART_WINDOW,
+        backoff: float = RESTART_BACKOFF,
+        backoff_max: float = RESTART_BACKOFF_MAX,
+    ) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.restart_limit = restart_limit
+        self.restart_window = restart_window
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self._specs: dict[str, _Child] = {}
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # starting a child and stopping them all exclude each other
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log.info("starting %s: %s", name, " ".join(argv))
-        process = subprocess.Popen(
-            list(argv),
-            env=env,
+    def start(
+        self, name: str, argv: Sequence[str], env: dict[str, str], restart: bool = False
+    ) -> subprocess.Popen[bytes]:
+        with self._lock:
+            self._specs[name] = _Child(list(argv), env, restart)
+            process = self._spawn(name)
+            self.children.append((name, process))
+            return process
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        spec = self._specs[name]
+        log.info("starting %s: %s", name, " ".join(spec.argv))
+        return subprocess.Popen(
+            spec.argv,
+            env=spec.env,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self.children.append((name, process))
-        return process
 
-    def watch(self, on_exit: Callable[[str, int], None], interval: float = 0.5) -> None:
-        """Call `on_exit(name, code)` from a thread if a child exits before `stop`."""
+    def restarts(self, name: str) -> int:
+        """How many times `name` was started again within the current window."""
+        spec = self._specs.get(name)
+        return len(spec.restarts) if spec is not None else 0
+
+    def watch(
+        self,
+        on_exit: Callable[[str, int, str], None],
+        interval: float = 0.5,
+        on_restart: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        """Restart the restartable children that exit; call `on_exit(name, code, why)` from a
+        thread, once, when a child exits that may not be restarted (or too often), before `stop`.
+
+        `on_restart(name, code, restarts)` is called after each restart. The thread lives
+        until `stop` or `on_exit`: restarted children die with it (their parent-death signal
+        follows the thread that started them), which only happens when everything stops.
+        """
 
         def run() -> None:
             while not self._stopping.wait(interval):
-                for name, process in self.children:
+                for index, (name, process) in enumerate(list(self.children)):
                     code = process.poll()
-                    if code is not None and not self._stopping.is_set():
-                        on_exit(name, code)
+                    if code is None or self._stopping.is_set():
+                        continue
+                    why = self._restart(index, name, code)
+                    if why is not None:
+                        if not self._stopping.is_set():
+                            on_exit(name, code, why)
                         return
+                    if self._stopping.is_set():
+                        return
+                    if on_restart is not None:
+                        on_restart(name, code, self.restarts(name))
 
         threading.Thread(target=run, name="supervisor", daemon=True).start()
+
+    def _restart(self, index: int, name: str, code: int) -> str | None:
+        """Start `name` again after its backoff; returns why not, if it may not be."""
+        spec = self._specs.get(name)
+        if spec is None or not spec.restart:
+            return f"{name} exited with code {code}"
+        now = time.monotonic()
+        spec.restarts = [t for t in spec.restarts if now - t < self.restart_window]
+        if len(spec.restarts) >= self.restart_limit:
+            return (
+                f"{name} exited with code {code}, after {len(spec.restarts)} restarts in "
+                f"{self.restart_window:.0f}s"
+            )
+        delay = min(self.backoff * 2 ** len(spec.restarts), self.backoff_max)
+        log.warning("%s exited with code %d; starting it again in %.1fs", name, code, delay)
+        if self._stopping.wait(delay):
+            return None
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            spec.restarts.append(time.monotonic())
+            self.children[index] = (name, self._spawn(name))
+        return None
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM each child (newest first), then SIGKILL whatever has not exited in time."""
         self._stopping.set()
-        for name, process in reversed(self.children):
+        with self._lock:
+            children = list(reversed(self.children))
+        for name, process in children:
             if process.poll() is None:
                 log.info("stopping %s (pid %d)", name, process.pid)
                 with contextlib.suppress(ProcessLookupError):
@@ -161,7 +252,7 @@ def start_workers(
     with_beat: bool = True,
 ) -> None:
     """A prefork worker for scoring, a threaded worker for callbacks, a one-process worker for
-    retraining, and beat.
+    retraining, and beat; each is restarted if it exits (see `Supervisor.watch`).
 
     Callbacks wait on other people's servers, so they get their own threads: a slow platform
     holds a callback thread, never a scoring process.
@@ -171,21 +262,24 @@ def start_workers(
         "scoring worker",
         [*cli, "worker", "--queues", "scoring", "--concurrency", str(concurrency)],
         env,
+        restart=True,
     )
     supervisor.start(
         "callback worker",
         [*cli, "worker", "--queues", "callbacks", "--pool", "threads",
          "--concurrency", str(callback_threads)],
         env,
+        restart=True,
     )  # fmt: skip
     # One process: a retrain uses a core for a minute or two, and runs one at a time anyway.
     supervisor.start(
         "retraining worker",
         [*cli, "worker", "--queues", "retraining", "--concurrency", "1"],
         env,
+        restart=True,
     )
     if with_beat:
-        supervisor.start("beat", [*cli, "beat"], env)
+        supervisor.start("beat", [*cli, "beat"], env, restart=True)
 
 
 @contextlib.contextmanager

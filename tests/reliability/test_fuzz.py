@@ -7,8 +7,12 @@ fuzzed without touching this file. Generation is derandomized (the same cases on
 from __future__ import annotations
 
 import math
+import shutil
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +25,11 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import APIOperation, GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
+from classifier.artifact import active_version
 from service.app import create_app
 from service.settings import Settings
 from tests.service.conftest import Account, LiveServer
+from training.retrain import list_runs
 
 pytestmark = [pytest.mark.xdist_group("reliability_fuzz"), pytest.mark.slow]
 
@@ -32,9 +38,12 @@ AKISMET_CASES = 400
 
 
 @pytest.fixture(scope="module")
-def akismet_settings(settings: Settings) -> Settings:
-    """`live_server` serves these: the private PostgreSQL database and Redis of this module."""
-    return settings
+def akismet_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """`live_server` serves these: the private PostgreSQL database and Redis of this module,
+    and a copy of the models folder (the admin's calls queue retrains and try activations)."""
+    models = tmp_path_factory.mktemp("fuzz-models") / "models"
+    shutil.copytree(settings.models_dir, models)
+    return settings.model_copy(update={"models_dir": models})
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +51,30 @@ def fuzz_account(settings: Settings) -> Account:
     from tests.service.conftest import create_account
 
     return create_account(settings, "fuzz")
+
+
+@pytest.fixture(scope="module")
+def fuzz_admin(settings: Settings) -> Account:
+    """An admin user (its `key` is the user token): the user endpoints are fuzzed with it, so
+    that their cases get past authentication."""
+    from tests.service.conftest import create_admin
+
+    return create_admin(settings, "fuzz-admin")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The bearer credential for each scheme an operation's OpenAPI `security` names."""
+
+    site_key: Account
+    user_token: Account
+
+    def headers(self, operation: APIOperation) -> dict[str, str]:
+        schemes = {name for entry in operation.definition.raw.get("security", []) for name in entry}
+        if "UserToken" in schemes:
+            return self.user_token.headers
+        # The site endpoints, and the public ones (the header is ignored there).
+        return self.site_key.headers
 
 
 def _hypothesis(max_examples: int) -> Any:
@@ -63,18 +96,60 @@ def _operations(settings: Settings) -> list[APIOperation]:
     return sorted(operations, key=lambda op: (len(list(op.iter_parameters())), op.label))
 
 
+class RealIds:
+    """Ids that exist on the server: every other positive case gets one in its path, so that
+    the routes go past their 404 and their full answers are checked against the schema."""
+
+    def __init__(self, url: str, account: Account, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        response = httpx.post(
+            f"{url}/v1/check",
+            json={"content": "a lovely song", "blog": "https://fuzz.example", "external_id": "x"},
+            headers=account.headers,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        self.comment_id = str(response.json()["id"])
+
+    def get(self, name: str) -> str | None:
+        if name == "comment_id":
+            return self.comment_id
+        if name == "version":
+            return active_version(self.models_dir)  # activating it again is harmless
+        if name == "run_id":
+            runs = list_runs(self.models_dir)  # the retrain cases (run earlier) queued some
+            return str(runs[-1]["run_id"]) if runs else None
+        return None
+
+    def fill(self, case: schemathesis.Case, n: int) -> None:
+        for name in case.path_parameters or {}:
+            value = self.get(name)
+            if value is not None and n % 2 == 0:
+                case.path_parameters[name] = value  # type: ignore[index]
+
+
 def fuzz_operation(
-    operation: APIOperation, generation: GenerationMode, budget: int, url: str, account: Account
+    operation: APIOperation,
+    generation: GenerationMode,
+    budget: int,
+    url: str,
+    credentials: Credentials,
+    statuses: Counter[int],
+    real: RealIds | None = None,
 ) -> int:
     """Call one operation with up to `budget` generated cases; returns how many ran."""
     calls = 0
+    headers = credentials.headers(operation)
 
     @_hypothesis(budget)
     @given(case=operation.as_strategy(generation))
     def call(case: schemathesis.Case) -> None:
         nonlocal calls
         calls += 1
-        response = case.call(base_url=url, headers=account.headers)
+        if real is not None and generation is GenerationMode.POSITIVE:
+            real.fill(case, calls)
+        response = case.call(base_url=url, headers=headers)
+        statuses[response.status_code] += 1
         case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
 
     try:
@@ -86,21 +161,37 @@ def fuzz_operation(
 
 
 def test_every_operation_answers_within_its_schema_and_never_5xx(
-    live_server: LiveServer, fuzz_account: Account
+    live_server: LiveServer, fuzz_account: Account, fuzz_admin: Account
 ) -> None:
     operations = _operations(live_server.settings)
     assert len(operations) >= 14
+    credentials = Credentials(site_key=fuzz_account, user_token=fuzz_admin)
+    real = RealIds(live_server.url, fuzz_account, live_server.settings.models_dir)
     modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     plan = [(op, mode) for op in operations for mode in modes]
     cases: dict[str, int] = {}
+    statuses: dict[str, Counter[int]] = {}
     for index, (operation, generation) in enumerate(plan):
         done = sum(cases.values())
         budget = max(5, math.ceil((SCHEMA_CASES - done) / (len(plan) - index)))
         label = f"{operation.label} ({generation.value})"
-        cases[label] = fuzz_operation(operation, generation, budget, live_server.url, fuzz_account)
+        statuses[label] = Counter()
+        cases[label] = fuzz_operation(
+            operation, generation, budget, live_server.url, credentials, statuses[label], real
+        )
     total = sum(cases.values())
     print(f"schemathesis: {total} cases over {len(operations)} operations: {cases}")
+    print(f"schemathesis statuses: { {k: dict(v) for k, v in statuses.items()} }")
     assert total >= SCHEMA_CASES, cases
+    # The user endpoints were really exercised with the admin's token: their positive cases
+    # got past authentication (a 401 on every case would mean the wrong credential was sent).
+    user_ops = [op for op in operations if "UserToken" in str(op.definition.raw.get("security"))]
+    assert len(user_ops) >= 10
+    for op in user_ops:
+        answered = statuses[f"{op.label} ({GenerationMode.POSITIVE.value})"]
+        assert set(answered) - {401, 403}, (op.label, dict(answered))
+        if "{" in op.path:  # with a real id, past the 404 too
+            assert any(200 <= status < 300 for status in answered), (op.label, dict(answered))
 
 
 # --- the Akismet endpoints: whatever the form, never a 5xx ---------------------------------

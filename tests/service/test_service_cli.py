@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from typer.testing import CliRunner
 
 from service import db, security
 from service.cli import app
-from service.embedded import free_port
+from service.embedded import Supervisor, free_port
 from service.settings import Settings
 from tests.service.conftest import CallbackReceiver, make_settings, wait_until
 
@@ -138,3 +140,94 @@ def test_stop_serve_leaves_no_orphans(
     process.wait(timeout=60)
     _gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [" ".join(p.cmdline()) for p in alive]
+
+
+# --- a worker that dies is started again -----------------------------------------------------
+
+
+def _scoring_worker(serve_pid: int) -> psutil.Process | None:
+    """The scoring worker's main process (its session leader), if one runs."""
+    for child in psutil.Process(serve_pid).children():
+        with contextlib.suppress(psutil.Error):
+            line = child.cmdline()
+            if "worker" in line and "scoring" in line:
+                return child
+    return None
+
+
+def test_restart_a_killed_worker_and_keep_scoring(
+    serve: tuple[subprocess.Popen[bytes], str], settings: Settings
+) -> None:
+    process, base = serve
+    key = CliRunner().invoke(app, ["keys", "create", "--name", "restart"], env=env_for(settings))
+    assert key.exit_code == 0, key.output
+    headers = {"Authorization": f"Bearer {key.stdout.strip().splitlines()[-1]}"}
+    first = _scoring_worker(process.pid)
+    assert first is not None
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool, as a crash would
+    first.wait(30)
+
+    def restarted() -> bool:
+        assert process.poll() is None, f"serve exited with code {process.returncode}"
+        again = _scoring_worker(process.pid)
+        return again is not None and again.pid != first.pid
+
+    wait_until(restarted, 30, "the scoring worker started again")
+    response = httpx.post(
+        f"{base}/v1/comments", json={"external_id": "after-kill", "content": "hi"}, headers=headers
+    )
+    assert response.status_code == 202, response.text
+    url = f"{base}/v1/comments/{response.json()['id']}"
+    wait_until(
+        lambda: httpx.get(url, headers=headers).json()["verdict"] is not None,
+        60,
+        "the comment scored by the new worker",
+    )
+    assert process.poll() is None
+
+
+def _exits(code: int) -> list[str]:
+    return [sys.executable, "-c", f"raise SystemExit({code})"]
+
+
+def test_stop_when_a_worker_restarts_too_often() -> None:
+    supervisor = Supervisor(restart_limit=2, restart_window=60, backoff=0.01, backoff_max=0.02)
+    restarts: list[tuple[str, int, int]] = []
+    exited: list[tuple[str, int, str]] = []
+    done = threading.Event()
+
+    def on_exit(name: str, code: int, why: str) -> None:
+        exited.append((name, code, why))
+        done.set()
+
+    try:
+        supervisor.start("steady", [sys.executable, "-c", "import time; time.sleep(60)"], {})
+        supervisor.start("flaky worker", _exits(3), dict(os.environ), restart=True)
+        supervisor.watch(on_exit, interval=0.02, on_restart=lambda *a: restarts.append(a))
+        assert done.wait(30), "the watch never gave up"
+    finally:
+        supervisor.stop()
+    assert restarts == [("flaky worker", 3, 1), ("flaky worker", 3, 2)]
+    why = "flaky worker exited with code 3, after 2 restarts in 60s"
+    assert exited == [("flaky worker", 3, why)]
+
+
+def test_stop_at_once_when_a_child_that_is_not_restarted_exits() -> None:
+    supervisor = Supervisor(backoff=0.01)
+    exited: list[tuple[str, int, str]] = []
+    done = threading.Event()
+
+    def on_exit(name: str, code: int, why: str) -> None:
+        exited.append((name, code, why))
+        done.set()
+
+    try:
+        supervisor.start("worker", [sys.executable, "-c", "import time; time.sleep(60)"], {},
+                         restart=True)  # fmt: skip
+        supervisor.start("redis", _exits(1), dict(os.environ))
+        supervisor.watch(on_exit, interval=0.02)
+        assert done.wait(30), "the watch never noticed"
+    finally:
+        supervisor.stop()
+    assert exited == [("redis", 1, "redis exited with code 1")]
+    assert supervisor.restarts("worker") == 0
