@@ -649,6 +649,9 @@ def replay(
     ] = None,
     warmup: Annotated[int, typer.Option(help="Comments left out of `after_warmup`.")] = 300,
     window: Annotated[int, typer.Option(help="Comments per learning-curve point.")] = 200,
+    batch: Annotated[
+        int, typer.Option(min=1, help="Comments that arrive together before moderators act.")
+    ] = 10,
 ) -> None:
     """Play a labelled corpus through the service, acting as the site's moderators."""
     import contextlib
@@ -675,7 +678,14 @@ def replay(
             progress.update(task, completed=done)
 
         result, outcomes = replaying.replay(
-            rows, client, site, seed=seed, warmup=warmup, window=window, progress=report
+            rows,
+            client,
+            site,
+            seed=seed,
+            warmup=warmup,
+            window=window,
+            progress=report,
+            batch=batch,
         )
     replaying.write_outputs(result, outcomes, out, f"replay of {', '.join(f.name for f in files)}")
     typer.echo(json.dumps({"overall": result.overall, "after_warmup": result.after_warmup,

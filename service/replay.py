@@ -1,8 +1,8 @@
 """Replay: play a labelled corpus through the running service and act as the site's moderators.
 
-Comments go in one at a time, in date order, through the webhook path (intake, queue, worker).
-For each one the replay reads the verdict the comment got on arrival, then behaves as the
-site's people would:
+Comments go in, in date order and a few at a time (`batch`: comments arriving together),
+through the webhook path (intake, queue, worker). For each one the replay reads the verdict the
+comment got on arrival, then behaves as the site's people would:
 
 - a comment the service put in the moderation queue (`unsure` or `spam`) is reviewed, and the
   moderator labels it with its true label;
@@ -10,10 +10,10 @@ site's people would:
   (seeded), through the platform's feedback path (Akismet `submit-spam`);
 - a `discard` is never seen by anyone.
 
-Labels trigger retraining on the service's normal trigger (a count of new labels). A label
-whose request started a retrain is answered with the run's id; the replay waits for that run to
-finish, and for the service to serve its model if it was promoted, before the next comment, so
-that the same seed gives the same figures.
+Labels trigger retraining on the service's normal trigger (a count of new labels, checked as
+each label commits). After a batch's labels the replay waits until no retrain is queued or
+running, and until the API serves the active model, before the next batch, so that the same
+seed gives the same figures.
 """
 
 from __future__ import annotations
@@ -232,53 +232,60 @@ def replay(
     window: int = 200,
     missed_report_rate: float = 0.5,
     progress: Callable[[int, int], None] | None = None,
+    batch: int = 10,
 ) -> tuple[ReplayReport, list[Outcome]]:
-    """Play `rows` through the service; the report and each comment's outcome."""
+    """Play `rows` through the service, `batch` comments at a time; the report and each
+    comment's outcome."""
     rng = random.Random(seed)
     outcomes: list[Outcome] = []
     retrains: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
-    for row in rows:
-        comment_id = client.submit(row, site)
-        verdict = client.verdict(comment_id)
-        decision = str(verdict["decision"])
-        version = str(verdict["model_version"])
-        if not versions or versions[-1]["version"] != version:
-            versions.append({"version": version, "first_comment": row.number})
-        truth = "spam" if row.label else "ham"
-        reviewed = decision in REVIEWED
-        # Drawn for every comment, so that one change of decision does not shift the others.
-        draw = rng.random()
-        reported = decision == "ham" and row.label == 1 and draw < missed_report_rate
-        if reviewed:
-            client.label(comment_id, truth)
-        elif reported:
-            client.report_missed(comment_id, row, site)
-        if reviewed or reported:
+    for start in range(0, len(rows), batch):
+        # A batch arrives together; its moderators act once all of it is scored, in order.
+        chunk = rows[start : start + batch]
+        ids = [client.submit(row, site) for row in chunk]
+        verdicts = [client.verdict(comment_id) for comment_id in ids]
+        acted = False
+        for row, comment_id, verdict in zip(chunk, ids, verdicts, strict=True):
+            decision = str(verdict["decision"])
+            version = str(verdict["model_version"])
+            if not versions or versions[-1]["version"] != version:
+                versions.append({"version": version, "first_comment": row.number})
+            reviewed = decision in REVIEWED
+            # Drawn for every comment, so that one change of decision does not shift the others.
+            draw = rng.random()
+            reported = decision == "ham" and row.label == 1 and draw < missed_report_rate
+            if reviewed:
+                client.label(comment_id, "spam" if row.label else "ham")
+            elif reported:
+                client.report_missed(comment_id, row, site)
+            acted = acted or reviewed or reported
+            outcomes.append(
+                Outcome(
+                    row.number,
+                    row.id,
+                    row.label,
+                    decision,
+                    float(verdict["score"]),
+                    version,
+                    reviewed,
+                    reported,
+                )
+            )
+        if acted:
             # A label may have queued a retrain: let it finish first, so that the same seed
             # gives the same figures whatever the machine's speed.
             for run in client.settle():
-                retrains.append({"after_comment": row.number, **_run_summary(run)})
-        outcomes.append(
-            Outcome(
-                row.number,
-                row.id,
-                row.label,
-                decision,
-                float(verdict["score"]),
-                version,
-                reviewed,
-                reported,
-            )
-        )
+                retrains.append({"after_comment": chunk[-1].number, **_run_summary(run)})
         if progress is not None:
-            progress(row.number + 1, len(rows))
+            progress(chunk[-1].number + 1, len(rows))
     report = summarise(outcomes, retrains, versions, warmup, window)
     report.settings = {
         "seed": seed,
         "warmup": warmup,
         "window": window,
         "missed_report_rate": missed_report_rate,
+        "batch": batch,
         "comments": len(rows),
     }
     return report, outcomes
