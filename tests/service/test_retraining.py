@@ -360,8 +360,11 @@ def test_never_serve_corrupted_artifact(
         assert active_version(settings.models_dir) == current
         unknown = client.post("/v1/models/nope/activate", headers=admin.headers)
         assert unknown.status_code == 404
-        # Pointed at by hand, the corrupted version is refused by every process, which keep
-        # serving the model they have.
+        # Every process serves the active model first (a worker idle since an earlier test's
+        # promotion picks it up with its next comment)...
+        wait_until(lambda: _webhook_version(client, owner) == current, 30, "the worker to serve it")
+        # ...then, pointed at by hand, the corrupted version is refused by every process, which
+        # keep serving the model they have.
         (settings.models_dir / ACTIVE_FILE).write_text(broken + "\n")
         try:
             deadline = time.monotonic() + 3 * max(settings.model_reload_check_seconds, 1.0)
