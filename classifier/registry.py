@@ -152,6 +152,15 @@ def activate(models_dir: Path, version: str, reason: str = "") -> str | None:
     return previous
 
 
+def last_activated(models_dir: Path) -> str | None:
+    """The version the registry last activated (verified then), whatever ACTIVE says now."""
+    try:
+        activations = read_registry(models_dir)["activations"]
+    except ArtifactError:
+        return None
+    return str(activations[-1]["version"]) if activations else None
+
+
 def previous_active(models_dir: Path) -> str | None:
     """The version that was active before the current one (what a rollback goes back to)."""
     current = active_version(models_dir)

@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from classifier import Comment, LoadedModel, Thresholds, load_model
 from classifier.artifact import ACTIVE_FILE, active_version
+from classifier.registry import last_activated
 from service import tables
 from service.callbacks import Claim
 from service.db import SessionFactory
@@ -108,7 +109,24 @@ class ModelHolder:
         except Exception:
             log.exception("model %s failed to load; keeping the current model", version)
             self._active_stamp = stamp
+            return self._load_last_activated()
+        return True
+
+    def _load_last_activated(self) -> bool:
+        """After ACTIVE named a model that fails to load: serve the version the registry last
+        activated (verified), if this process holds another one (it missed that activation
+        while idle); True if it was loaded."""
+        stamp = self._active_stamp
+        fallback = last_activated(self.models_dir)
+        if fallback is None or (self._model is not None and self._model.version == fallback):
             return False
+        try:
+            self.load(fallback)
+        except Exception:
+            log.exception("the last activated model %s failed to load too", fallback)
+            return False
+        finally:
+            self._active_stamp = stamp  # still watching ACTIVE for the next change
         return True
 
     def _stamp(self) -> tuple[float, int] | None:
