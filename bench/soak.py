@@ -533,7 +533,7 @@ def summarise(
             for t, v in soak.versions
             if switched is not None and t > switched + 5 and v != new_version
         )
-        if soak.retrain.get("promoted")
+        if soak.retrain.get("promoted") and switched is not None
         else None
     )
     errors = sum(
