@@ -94,6 +94,9 @@ class Connection:
 class Receiver:
     received: dict[str, float] = field(default_factory=dict)
     duplicates: int = 0
+    # Label callbacks (`"event": "label"`, sent when a moderator labels a comment) are counted
+    # apart: they name a comment already called back, and are no duplicate verdicts.
+    labels: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -107,8 +110,11 @@ class Receiver:
                     if name.strip().lower() == b"content-length":
                         length = int(value)
                 body = await reader.readexactly(length)
-                comment_id = json.loads(body)["id"]
-                if comment_id in self.received:
+                payload = json.loads(body)
+                comment_id = payload["id"]
+                if payload.get("event") == "label":
+                    self.labels += 1
+                elif comment_id in self.received:
                     self.duplicates += 1
                 else:
                     self.received[comment_id] = time.perf_counter()
