@@ -623,8 +623,7 @@ def report(summary: dict[str, Any], disturbed: bool) -> str:
     gate = "; ".join(retrain.get("gate_reasons") or []) or "–"
     baseline_text = (
         "a corpus-only retrain (the texts are corpus rows outside the gate's corpus validation "
-        "split; `commentguard train` refits on that split too, so a default model scores "
-        "MCC 1.0 on it and no candidate that holds it out can match that)"
+        "split, which no model the gate judges trains on)"
         if summary["baseline"] == "retrained"
         else "the default model (`commentguard train`)"
     )
