@@ -89,8 +89,8 @@ class Row:
 def corpus_rows() -> list[Row]:
     """The corpus rows outside the retrain's fixed validation split: the promotion gate measures
     both models on that split, so labels must not leak it into the candidate."""
-    from training.corpora import load_bundled
-    from training.retrain import RetrainParams, in_validation
+    from training.corpora import in_validation, load_bundled
+    from training.retrain import RetrainParams
     from training.train import DEFAULT_CORPORA
 
     share = RetrainParams().validation_share
