@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from tests.service.conftest import (  # noqa: F401  (fixtures, used by name)
     database_url,
     make_settings,
     models_dir,
+    serve_app,
     wait_until,
 )
 
@@ -87,9 +86,6 @@ def console_settings(
 
 @pytest.fixture(scope="module")
 def console(console_settings: Settings) -> Iterator[Console]:
-    import uvicorn
-
-    from service.app import create_app
 
     engine = db.make_engine(console_settings)
     sessions = db.make_session_factory(engine)
@@ -101,25 +97,10 @@ def console(console_settings: Settings) -> Iterator[Console]:
             session, "mo", tables.UserRole.MODERATOR, console_settings.secret_key, PASSWORD
         )
         session.commit()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(console_settings), lifespan="on", log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started or not thread.is_alive(), 30, "uvicorn to start")
-        if not server.started:
-            pytest.fail("uvicorn exited before it started")
-        yield Console(f"http://127.0.0.1:{port}", console_settings, sessions)
+        with serve_app(console_settings) as url:
+            yield Console(url, console_settings, sessions)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         engine.dispose()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from tests.service.conftest import (
     create_account,
     create_admin,
     make_settings,
+    serve_app,
     wait_until,
 )
 from training.corpora import Example, load_bundled
@@ -75,27 +75,8 @@ def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
 @pytest.fixture(scope="module")
 def api(settings: Settings) -> Iterator[str]:
     """The app on a real uvicorn server, with the queue (unlike the Akismet tests' server)."""
-    import uvicorn
-
-    from service.app import create_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings), lifespan="on", log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), 30, "uvicorn to start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_app(settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
