@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
 from service import console, errors, logs, ratelimit
+from service.checks import check_batcher
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
@@ -24,6 +25,7 @@ from service.retraining import retrain_hook, retrain_outcomes
 from service.routers import akismet, comments, health, metrics, moderation, sites
 from service.routers import models as models_router
 from service.settings import Settings
+from service.submissions import submission_batcher
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            for batcher in (services.checks, services.submissions):
+                if batcher is not None:
+                    batcher.close()
             if services.queue is not None:
                 services.queue.close()
             if services.memory is not None:
@@ -107,6 +112,8 @@ def build_services(settings: Settings) -> Services:
     services.label_hooks.append(partial(remember_applied, services.memory))
     # Enough new labels queue a retrain (service/retraining.py).
     services.label_hooks.append(retrain_hook(settings, sessions, queue))
+    services.checks = check_batcher(services)
+    services.submissions = submission_batcher(services)
     return services
 
 

@@ -24,12 +24,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from service import logs, tables
 from service.db import SessionFactory
 from service.settings import Settings
+from service.writes import insert_all, table_of
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,24 @@ def check_callback_url(
                 "link-local or reserved address; allow it with COMMENTGUARD_CALLBACK_ALLOWED_HOSTS"
             )
     return Target(url, host, port, str(addresses[0]))
+
+
+def needs_lookup(url: str, allowed_hosts: Sequence[str]) -> bool:
+    """Whether checking `url` may ask DNS (slow: not on an event loop): False for an
+    allowlisted host or an IP address literal, or a URL refused before any lookup."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host or _allowlisted(host, port, allowed_hosts):
+        return False
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return True
+    return False
 
 
 def _allowlisted(host: str, port: int, allowed_hosts: Sequence[str]) -> bool:
@@ -218,6 +237,26 @@ def attempt(
     claimed: Claim,
 ) -> DeliveryOutcome:
     """Make a claimed attempt and record it."""
+    return record(sessions, settings, [post(delivery_id, settings, client, claimed)])[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """What one HTTP attempt at a delivery gave (`error` None when it was delivered)."""
+
+    delivery_id: uuid.UUID
+    number: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    error: str | None
+    request_id: str | None = None  # of the request that led to it, for the log
+
+
+def post(
+    delivery_id: uuid.UUID, settings: Settings, client: httpx.Client, claimed: Claim
+) -> Attempted:
+    """POST a claimed attempt, signed, carrying the bound request id; nothing recorded yet."""
     number, url, secret, body = claimed.number, claimed.url, claimed.secret, claimed.body
     started_at = tables.utcnow()
     started = time.perf_counter()
@@ -243,9 +282,7 @@ def attempt(
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    return _record(
-        sessions, delivery_id, settings, number, started_at, duration_ms, status_code, error
-    )
+    return Attempted(delivery_id, number, started_at, duration_ms, status_code, error, rid)
 
 
 def _claim(
@@ -289,58 +326,82 @@ def _claim(
     return Claim(number, url, site.callback_secret, body)
 
 
-def _record(
-    sessions: SessionFactory,
-    delivery_id: uuid.UUID,
-    settings: Settings,
-    number: int,
-    started_at: datetime,
-    duration_ms: float,
-    status_code: int | None,
-    error: str | None,
-) -> DeliveryOutcome:
+def record(
+    sessions: SessionFactory, settings: Settings, attempts: Sequence[Attempted]
+) -> list[DeliveryOutcome]:
+    """Record attempts (one transaction for all): each attempt's row, and its delivery as
+    delivered, failed for good, or due again after its backoff."""
     now = tables.utcnow()
-    delivered = error is None
-    values: dict[str, Any] = {"last_status_code": status_code, "last_error": error}
-    retry_in: float | None = None
-    if delivered:
-        values.update(status=tables.DeliveryStatus.DELIVERED, delivered_at=now)
+    outcomes = []
+    updates = []
+    for attempted in attempts:
+        with logs.bound(attempted.request_id):
+            outcome = _outcome(settings, attempted)
+        outcomes.append(outcome)
+        if outcome.delivered:
+            status, due = tables.DeliveryStatus.DELIVERED, now
+        elif outcome.retry_in is None:
+            status, due = tables.DeliveryStatus.FAILED, now
+        else:
+            status, due = tables.DeliveryStatus.PENDING, now + timedelta(seconds=outcome.retry_in)
+        updates.append(
+            {
+                "b_id": attempted.delivery_id,
+                "b_status": status,
+                "b_delivered_at": now if outcome.delivered else None,
+                "b_next_attempt_at": due,
+                "b_last_status_code": attempted.status_code,
+                "b_last_error": attempted.error,
+            }
+        )
+    deliveries = table_of(tables.CallbackDelivery)
+    with sessions() as session:
+        insert_all(
+            session,
+            [
+                tables.CallbackAttempt(
+                    delivery_id=a.delivery_id,
+                    number=a.number,
+                    started_at=a.started_at,
+                    duration_ms=a.duration_ms,
+                    status_code=a.status_code,
+                    error=a.error,
+                )
+                for a in attempts
+            ],
+        )
+        session.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                delivered_at=bindparam("b_delivered_at"),
+                next_attempt_at=bindparam("b_next_attempt_at"),
+                last_status_code=bindparam("b_last_status_code"),
+                last_error=bindparam("b_last_error"),
+            ),
+            updates,
+        )
+        session.commit()
+    return outcomes
+
+
+def _outcome(settings: Settings, attempted: Attempted) -> DeliveryOutcome:
+    delivery_id, number, error = attempted.delivery_id, attempted.number, attempted.error
+    if error is None:
         log.info(
             "callback %s delivered (attempt %d, HTTP %s)",
             delivery_id,
             number,
-            status_code,
+            attempted.status_code,
             extra={"delivery_id": str(delivery_id), "attempt": number},
         )
-    elif number >= settings.callback_max_attempts:
-        values.update(status=tables.DeliveryStatus.FAILED)
+        return DeliveryOutcome(attempted=True, delivered=True)
+    if number >= settings.callback_max_attempts:
         log.warning("callback %s failed for good after %d attempts: %s", delivery_id, number, error)
-    else:
-        retry_in = backoff_seconds(settings, number)
-        values.update(next_attempt_at=now + timedelta(seconds=retry_in))
-        log.info(
-            "callback %s attempt %d failed (%s); retry in %.0fs",
-            delivery_id,
-            number,
-            error,
-            retry_in,
-        )
-    with sessions() as session:
-        session.add(
-            tables.CallbackAttempt(
-                delivery_id=delivery_id,
-                number=number,
-                started_at=started_at,
-                duration_ms=duration_ms,
-                status_code=status_code,
-                error=error,
-            )
-        )
-        session.execute(
-            update(tables.CallbackDelivery)
-            .where(tables.CallbackDelivery.id == delivery_id)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-    return DeliveryOutcome(attempted=True, delivered=delivered, retry_in=retry_in)
+        return DeliveryOutcome(attempted=True)
+    retry_in = backoff_seconds(settings, number)
+    log.info(
+        "callback %s attempt %d failed (%s); retry in %.0fs", delivery_id, number, error, retry_in
+    )
+    return DeliveryOutcome(attempted=True, retry_in=retry_in)

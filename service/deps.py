@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from classifier import LoadedModel
 from service import security, users
+from service.batching import Batcher
 from service.db import SessionFactory
 from service.engine import ModelHolder
 from service.errors import ApiError, unauthorized
@@ -47,6 +48,9 @@ class Services:
     memory: NearDuplicateMemory | None = None
     limiter: RateLimiter | None = None
     metrics: ServiceCollector | None = None
+    # Batches `POST /v1/check` (service/checks.py) and `POST /v1/comments` (service/intake.py).
+    checks: Batcher[Any, Any] | None = None
+    submissions: Batcher[Any, Any] | None = None
 
 
 async def get_services(request: Request) -> Services:

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from service.db import SessionFactory
 from service.memory import Match, NearDuplicateMemory, overrule
 from service.settings import Settings
 from service.site_thresholds import SiteThresholds
-from service.writes import insert_row, table_of
+from service.writes import insert_all, insert_row, table_of
 
 log = logging.getLogger(__name__)
 
@@ -172,34 +172,67 @@ def compute_verdict(
     `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in that
     account takes the label's side, its reason first (see `service.memory.overrule`).
     """
+    return compute_verdicts([comment], model, memory, [account_id], [thresholds])[0]
+
+
+def compute_verdicts(
+    comments: Sequence[tables.Comment],
+    model: LoadedModel,
+    memory: NearDuplicateMemory | None,
+    account_ids: Sequence[int | None],
+    thresholds: Sequence[Thresholds | None],
+) -> list[tables.Verdict]:
+    """`compute_verdict` for several comments at once: one call into the model, one round
+    trip to the memory. Each verdict's `duration_ms` is the time the batch took."""
     started = time.perf_counter()
-    thresholds = thresholds or model.thresholds
-    verdict = model.score(to_record(comment))
-    score = verdict.score
-    decision = thresholds.decide(score)
-    reasons = [reason.to_dict() for reason in verdict.reasons]
-    if memory is not None and account_id is not None:
-        match = _recall(memory, account_id, comment.content)
+    scored = model.score_many([to_record(comment) for comment in comments])
+    matches = _recall(memory, account_ids, comments)
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    scored_at = tables.utcnow()
+    verdicts = []
+    for comment, verdict, match, own in zip(comments, scored, matches, thresholds, strict=True):
+        limits = own or model.thresholds
+        score = verdict.score
+        decision = limits.decide(score)
+        reasons = [reason.to_dict() for reason in verdict.reasons]
         if match is not None:
-            score, decision, reason = overrule(match, score, decision, thresholds)
+            score, decision, reason = overrule(match, score, decision, limits)
             reasons = [reason, *reasons]
-    return tables.Verdict(
-        comment_id=comment.id,
-        score=score,
-        decision=decision.value,
-        reasons=reasons,
-        model_version=verdict.model_version,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        scored_at=tables.utcnow(),
-    )
+        verdicts.append(
+            tables.Verdict(
+                comment_id=comment.id,
+                score=score,
+                decision=decision.value,
+                reasons=reasons,
+                model_version=verdict.model_version,
+                duration_ms=duration_ms,
+                scored_at=scored_at,
+            )
+        )
+    return verdicts
 
 
-def _recall(memory: NearDuplicateMemory, account_id: int, text: str) -> Match | None:
+def _recall(
+    memory: NearDuplicateMemory | None,
+    account_ids: Sequence[int | None],
+    comments: Sequence[tables.Comment],
+) -> list[Match | None]:
+    wanted = [
+        (i, account_id, comment.content)
+        for i, (account_id, comment) in enumerate(zip(account_ids, comments, strict=True))
+        if account_id is not None
+    ]
+    found: list[Match | None] = [None] * len(comments)
+    if memory is None or not wanted:
+        return found
     try:
-        return memory.match(account_id, text)
+        matches = memory.match_many([(account_id, text) for _, account_id, text in wanted])
     except Exception:  # the memory helps the model; it must never stop a comment being scored
         log.exception("near-duplicate memory failed; scoring with the model alone")
-        return None
+        return found
+    for (i, _, _), match in zip(wanted, matches, strict=True):
+        found[i] = match
+    return found
 
 
 def attach(session: Session, comment: tables.Comment, verdict: tables.Verdict) -> None:
@@ -283,6 +316,74 @@ def score_stored_comment(
                 delivery_id = delivery.id if delivery is not None else None
                 return ScoreOutcome(True, True, delivery_id, claim)
         return ScoreOutcome(True, False, _ensure_delivery(session, comment_id))
+
+
+def score_stored_comments(
+    sessions: SessionFactory,
+    comment_ids: Sequence[uuid.UUID],
+    model: LoadedModel,
+    claim_first: ClaimFirst | None = None,
+    memory: NearDuplicateMemory | None = None,
+) -> list[ScoreOutcome]:
+    """`score_stored_comment` for comments queued together: one read, one call into the
+    model and the memory, one transaction for all the verdicts and deliveries.
+
+    If any of them was scored meanwhile (a second run of the same message, or the sweep), the
+    batch's transaction fails on the unique verdict and each comment is scored on its own.
+    """
+    if len(comment_ids) == 1:
+        return [score_stored_comment(sessions, comment_ids[0], model, claim_first, memory)]
+    with sessions() as session:
+        rows = (
+            session.execute(
+                select(tables.Comment)
+                .options(joinedload(tables.Comment.verdict), joinedload(tables.Comment.site))
+                .where(tables.Comment.id.in_(comment_ids))
+            )
+            .scalars()
+            .all()
+        )
+        found = {row.id: row for row in rows}
+        todo = [
+            found[i] for i in dict.fromkeys(comment_ids) if i in found and found[i].verdict is None
+        ]
+        if len(todo) < len(comment_ids):  # missing, repeated or scored already: one by one
+            session.rollback()
+            return [
+                score_stored_comment(sessions, i, model, claim_first, memory) for i in comment_ids
+            ]
+        limits = [SiteThresholds.of(row.site).effective(model.thresholds) for row in todo]
+        verdicts = compute_verdicts(
+            todo, model, memory, [row.site.account_id for row in todo], limits
+        )
+        deliveries = [_new_delivery(row) for row in todo]
+        claims: list[Claim | None] = []
+        for row, verdict, delivery in zip(todo, verdicts, deliveries, strict=True):
+            claim = None
+            if delivery is not None and claim_first is not None:
+                set_committed_value(row, "status", tables.CommentStatus.SCORED)
+                set_committed_value(row, "verdict", verdict)
+                claim = claim_first(row, row.site, delivery)
+            claims.append(claim)
+        comments = table_of(tables.Comment)
+        try:
+            insert_all(session, verdicts)
+            session.execute(
+                update(comments)
+                .where(comments.c.id.in_([row.id for row in todo]))
+                .values(status=tables.CommentStatus.SCORED)
+            )
+            insert_all(session, [delivery for delivery in deliveries if delivery is not None])
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return [
+                score_stored_comment(sessions, i, model, claim_first, memory) for i in comment_ids
+            ]
+    return [
+        ScoreOutcome(True, True, delivery.id if delivery is not None else None, claim)
+        for delivery, claim in zip(deliveries, claims, strict=True)
+    ]
 
 
 def _store_verdict(

@@ -325,17 +325,29 @@ class NearDuplicateMemory:
         When several match, the most similar wins; at equal similarity, the newest label
         (the moderators' latest word). Raises nothing: a Redis error is logged and is None.
         """
+        return self.match_many([(account_id, text)])[0]
+
+    def match_many(self, queries: Sequence[tuple[int, str]]) -> list[Match | None]:
+        """`match` for several (account, text) pairs, in one round trip to Redis."""
+        found: list[Match | None] = [None] * len(queries)
         if time.monotonic() < self._skip_until:
-            return None
-        signature = self.signer.sign(text)
-        if signature is None:
-            return None
-        bands = self._band_prefix(account_id)
+            return found
+        signed = [
+            (i, account_id, signature)
+            for i, (account_id, text) in enumerate(queries)
+            if (signature := self.signer.sign(text)) is not None
+        ]
+        if not signed:
+            return found
         try:
-            found = self._query(
-                keys=[bands + b for b in signature.bands],
-                args=[self._entry_prefix(account_id), MAX_CANDIDATES],
-            )
+            if len(signed) == 1:
+                _, account_id, signature = signed[0]
+                replies = [self._query(*self._query_of(account_id, signature))]
+            else:
+                pipeline = self.client.pipeline(transaction=False)
+                for _, account_id, signature in signed:
+                    self._query(*self._query_of(account_id, signature), client=pipeline)
+                replies = pipeline.execute()
         except redis.RedisError as exc:
             with self._lock:
                 self._skip_until = time.monotonic() + OUTAGE_BACKOFF_SECONDS
@@ -344,8 +356,18 @@ class NearDuplicateMemory:
                 exc,
                 OUTAGE_BACKOFF_SECONDS,
             )
-            return None
-        return self._best(signature, found)
+            return found
+        for (i, _, signature), reply in zip(signed, replies, strict=True):
+            found[i] = self._best(signature, reply)
+        return found
+
+    def _query_of(self, account_id: int, signature: Signature) -> tuple[list[str], list[Any]]:
+        """The query script's keys and arguments."""
+        bands = self._band_prefix(account_id)
+        return [bands + b for b in signature.bands], [
+            self._entry_prefix(account_id),
+            MAX_CANDIDATES,
+        ]
 
     def _best(self, signature: Signature, found: list[Any]) -> Match | None:
         best: tuple[float, float, str, str] | None = None

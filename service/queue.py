@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 import redis
@@ -13,6 +14,7 @@ from celery import Celery
 from celery.schedules import crontab
 from kombu.entity import Queue
 
+from service import logs
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 SCORING_QUEUE = "commentguard.scoring"
 CALLBACKS_QUEUE = "commentguard.callbacks"
 SCORE_TASK = "commentguard.score_comment"
+# Comments accepted together travel together: one message, scored in one batch.
+SCORE_BATCH_TASK = "commentguard.score_comments"
 DELIVER_TASK = "commentguard.deliver_callback"
 SWEEP_TASK = "commentguard.sweep_pending"
 # Retraining has a queue (and a worker) of its own, so that a retrain never holds a scoring
@@ -74,6 +78,7 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=SCORING_QUEUE,
         task_routes={
             SCORE_TASK: {"queue": SCORING_QUEUE},
+            SCORE_BATCH_TASK: {"queue": SCORING_QUEUE},
             SWEEP_TASK: {"queue": SCORING_QUEUE},
             PURGE_TASK: {"queue": SCORING_QUEUE},
             DELIVER_TASK: {"queue": CALLBACKS_QUEUE},
@@ -144,9 +149,21 @@ class TaskQueue:
         """Queue `score_comment`; False (logged) if Redis is unreachable."""
         return self._send(SCORE_TASK, str(comment_id))
 
+    def score_many(
+        self, comment_ids: Sequence[uuid.UUID], request_ids: Sequence[str | None]
+    ) -> bool:
+        """Queue `score_comments` for comments accepted together (each with the id of the
+        request that sent it); False (logged) if Redis is unreachable."""
+        if len(comment_ids) == 1:
+            with logs.bound(request_ids[0]):
+                return self.score(comment_ids[0])
+        return self._send(
+            SCORE_BATCH_TASK, [str(comment_id) for comment_id in comment_ids], list(request_ids)
+        )
+
     def deliver(self, delivery_id: uuid.UUID, countdown: float | None = None) -> bool:
         """Queue `deliver_callback`; False (logged) if Redis is unreachable."""
-        return self._send(DELIVER_TASK, str(delivery_id), countdown)
+        return self._send(DELIVER_TASK, str(delivery_id), countdown=countdown)
 
     def retrain(self, run_id: str, trigger: str = "api") -> None:
         """Queue `retrain_model` for a run already recorded as queued; raises if Redis is
@@ -161,16 +178,16 @@ class TaskQueue:
         self._redis.close()
         self.celery.close()
 
-    def _send(self, task: str, arg: str, countdown: float | None = None) -> bool:
+    def _send(self, task: str, *args: object, countdown: float | None = None) -> bool:
         # After a failure, stop trying for a few seconds, so that a Redis outage costs each
         # request nothing: everything committed meanwhile is picked up by the pending sweep.
         if time.monotonic() < self._paused_until:
             return False
         try:
-            self.celery.send_task(task, args=[arg], countdown=countdown)
+            self.celery.send_task(task, args=list(args), countdown=countdown)
         except Exception as exc:
             with self._lock:
                 self._paused_until = time.monotonic() + self._pause_seconds
-            log.warning("could not queue %s(%s), the sweep will: %s", task, arg, exc)
+            log.warning("could not queue %s, the sweep will: %s", task, exc)
             return False
         return True

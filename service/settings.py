@@ -35,6 +35,9 @@ class Settings(BaseSettings):
 
     max_content_bytes: int = Field(default=65536, ge=1)
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+    # Requests that arrive together are scored and stored together (service/batching.py):
+    # at most this many at once; 1 handles each on its own.
+    batch_max_size: int = Field(default=64, ge=1, le=1000)
 
     callback_timeout_seconds: float = Field(default=5.0, gt=0)
     callback_max_attempts: int = Field(default=8, ge=1)

@@ -23,9 +23,18 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from service import logs, tables
-from service.callbacks import Claim, attempt, claim_new, deliver, make_client
+from service.callbacks import (
+    Attempted,
+    Claim,
+    attempt,
+    claim_new,
+    deliver,
+    make_client,
+    post,
+    record,
+)
 from service.db import SessionFactory, make_engine, make_session_factory
-from service.engine import ModelHolder, score_stored_comment
+from service.engine import ModelHolder, score_stored_comments
 from service.labels import label_id_of, render_label_callback
 from service.memory import NearDuplicateMemory
 from service.privacy import purge_expired
@@ -34,6 +43,7 @@ from service.queue import (
     PURGE_TASK,
     RETRAIN_CHECK_TASK,
     RETRAIN_TASK,
+    SCORE_BATCH_TASK,
     SCORE_TASK,
     SWEEP_TASK,
 )
@@ -54,7 +64,8 @@ class WorkerContext:
     sessions: SessionFactory
     models: ModelHolder
     client: httpx.Client
-    senders: ThreadPoolExecutor
+    senders: ThreadPoolExecutor  # each sends a batch's first attempts, then records them
+    posters: ThreadPoolExecutor  # the HTTP POSTs themselves, in parallel
     memory: NearDuplicateMemory | None = None  # near-duplicates of labelled comments
 
 
@@ -82,7 +93,8 @@ def context() -> WorkerContext:
             engine = make_engine(_settings)
             models = ModelHolder.from_settings(_settings)
             models.load()
-            senders = ThreadPoolExecutor(
+            senders = ThreadPoolExecutor(4, thread_name_prefix="callbacks")
+            posters = ThreadPoolExecutor(
                 _settings.callback_worker_threads, thread_name_prefix="callback"
             )
             _context = WorkerContext(
@@ -92,6 +104,7 @@ def context() -> WorkerContext:
                 models,
                 make_client(_settings),
                 senders,
+                posters,
                 NearDuplicateMemory.from_settings(_settings),
             )
         return _context
@@ -130,40 +143,86 @@ def _send(task: Task, name: str, arg: uuid.UUID, countdown: float | None = None)
 
 @shared_task(bind=True, name=SCORE_TASK, acks_late=True, max_retries=5)
 def score_comment(self: Task, comment_id: str) -> None:
-    """Score a stored comment (once) and queue its callback."""
+    """Score a stored comment (once) and send its callback."""
+    _score(self, [comment_id], [logs.request_id.get()])
+
+
+@shared_task(bind=True, name=SCORE_BATCH_TASK, acks_late=True, max_retries=5)
+def score_comments(self: Task, comment_ids: list[str], request_ids: list[str | None]) -> None:
+    """Score comments accepted together (each once) and send their callbacks; each
+    comment's log lines and callback carry the id of the request that submitted it."""
+    _score(self, comment_ids, request_ids)
+
+
+def _score(self: Task, comment_ids: list[str], request_ids: list[str | None]) -> None:
     ctx = context()
     ctx.models.reload_if_changed()
-    # The first attempt goes out from a thread of this process, without another trip through
+    # First attempts go out from threads of this process, without another trip through
     # Redis; scoring goes on meanwhile, so a slow platform holds a thread, not this worker.
-    # When the threads are all busy, the callback worker's queue takes the delivery instead.
-    # Either way the delivery is in the database: if this process dies, the sweep retries it.
-    threads_free = ctx.senders._work_queue.qsize() < ctx.settings.callback_worker_threads
+    # When the threads are busy, the callback worker's queue takes the deliveries instead.
+    # Either way a delivery is in the database: if this process dies, the sweep retries it.
+    threads_free = ctx.posters._work_queue.qsize() < 4 * ctx.settings.callback_worker_threads
     try:
-        outcome = score_stored_comment(
+        outcomes = score_stored_comments(
             ctx.sessions,
-            uuid.UUID(comment_id),
+            [uuid.UUID(comment_id) for comment_id in comment_ids],
             ctx.models.current,
             partial(_claim_first, ctx) if threads_free else None,
             ctx.memory,
         )
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
-    if outcome.scored_now:
-        log.info("comment %s scored", comment_id, extra={"comment_id": comment_id})
-    if outcome.delivery_id is None:
+    claimed: list[tuple[uuid.UUID, Claim, str | None]] = []
+    for comment_id, rid, outcome in zip(comment_ids, request_ids, outcomes, strict=True):
+        with logs.bound(rid):
+            if outcome.scored_now:
+                log.info("comment %s scored", comment_id, extra={"comment_id": comment_id})
+            if outcome.delivery_id is None:
+                continue
+            if outcome.claim is not None:
+                claimed.append((outcome.delivery_id, outcome.claim, rid))
+            elif threads_free:  # scored before, its delivery still due: one attempt
+                ctx.senders.submit(
+                    contextvars.copy_context().run, _attempt, self.app, ctx, outcome.delivery_id
+                )
+            else:
+                _send(self, DELIVER_TASK, outcome.delivery_id)
+    if claimed:
+        ctx.senders.submit(_attempt_claimed, self.app, ctx, claimed)
+
+
+def _attempt_claimed(
+    app: Any, ctx: WorkerContext, claimed: list[tuple[uuid.UUID, Claim, str | None]]
+) -> None:
+    """POST first attempts in parallel, each with its request id, then record them at once."""
+    try:
+        posts = [
+            ctx.posters.submit(_post_bound, ctx, delivery_id, claim, rid)
+            for delivery_id, claim, rid in claimed
+        ]
+        attempts = [future.result() for future in posts]
+        outcomes = record(ctx.sessions, ctx.settings, attempts)
+    except Exception:
+        log.exception("callbacks: %d attempts failed to run; the sweep will retry", len(claimed))
         return
-    if outcome.claim is None and not threads_free:
-        _send(self, DELIVER_TASK, outcome.delivery_id)
-        return
-    # The sender thread runs in a copy of this context, so it keeps the request id.
-    ctx.senders.submit(
-        contextvars.copy_context().run,
-        _attempt,
-        self.app,
-        ctx,
-        outcome.delivery_id,
-        outcome.claim,
-    )
+    for (delivery_id, _, rid), outcome in zip(claimed, outcomes, strict=True):
+        if outcome.retry_in is not None:
+            with logs.bound(rid):
+                _schedule_retry(app, delivery_id, outcome.retry_in)
+
+
+def _post_bound(
+    ctx: WorkerContext, delivery_id: uuid.UUID, claim: Claim, rid: str | None
+) -> Attempted:
+    with logs.bound(rid):
+        return post(delivery_id, ctx.settings, ctx.client, claim)
+
+
+def _schedule_retry(app: Any, delivery_id: uuid.UUID, retry_in: float) -> None:
+    try:
+        app.send_task(DELIVER_TASK, args=[str(delivery_id)], countdown=retry_in)
+    except Exception as exc:
+        log.warning("could not queue the retry of %s; the sweep will: %s", delivery_id, exc)
 
 
 def _claim_first(
@@ -187,10 +246,7 @@ def _attempt(
         log.exception("callback %s: attempt failed to run; the sweep will retry", delivery_id)
         return
     if outcome.retry_in is not None:
-        try:
-            app.send_task(DELIVER_TASK, args=[str(delivery_id)], countdown=outcome.retry_in)
-        except Exception as exc:
-            log.warning("could not queue the retry of %s; the sweep will: %s", delivery_id, exc)
+        _schedule_retry(app, delivery_id, outcome.retry_in)
 
 
 @shared_task(bind=True, name=DELIVER_TASK, acks_late=True, max_retries=5)

@@ -7,6 +7,7 @@ stay plain transient rows the API answers from, so callers see the same `tables.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -47,6 +48,30 @@ def table_of(cls: type[tables.Base]) -> Table:
 def insert_row(session: Session, row: tables.Base) -> None:
     """INSERT a transient row's columns in the session's transaction (not committed)."""
     session.execute(insert(table_of(type(row))), [column_values(row)])
+
+
+def insert_all(session: Session, rows: Sequence[tables.Base]) -> None:
+    """INSERT transient rows of one class in one executemany (not committed)."""
+    if rows:
+        session.execute(insert(table_of(type(rows[0]))), [column_values(row) for row in rows])
+
+
+def insert_many(session: Session, *groups: Sequence[tables.Base]) -> bool:
+    """Insert groups of transient rows (each group one class, one executemany) in one
+    transaction and commit; False, rolled back, if a constraint refused any of them.
+
+    Like `insert_rows`, anything the session already did is committed first.
+    """
+    if session.in_transaction():
+        session.commit()
+    try:
+        for rows in groups:
+            insert_all(session, rows)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True
 
 
 def insert_rows(session: Session, *rows: tables.Base) -> bool:

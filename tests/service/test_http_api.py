@@ -104,6 +104,35 @@ def test_submit_comment_concurrently_stores_it_once(
     assert count_comments(settings, account.id) == 1
 
 
+@pytest.mark.parametrize("path", ["/v1/comments", "/v1/check"])
+def test_concurrent_batch_with_a_repeated_external_id_stores_each_comment_once(
+    client: TestClient, account: Account, settings: Settings, path: str
+) -> None:
+    # Requests arriving together are handled as one batch (service/batching.py); a repeated
+    # external_id in it must not cost the other comments anything.
+    start = threading.Barrier(12)
+    answers: dict[str, list[str]] = {}
+    lock = threading.Lock()
+
+    def submit(external_id: str) -> None:
+        start.wait()
+        response = client.post(path, json=comment(external_id), headers=account.headers)
+        assert response.status_code in (200, 202), response.text
+        with lock:
+            answers.setdefault(external_id, []).append(response.json()["id"])
+
+    names = [f"{path}-dup"] * 4 + [f"{path}-{i}" for i in range(8)]
+    threads = [threading.Thread(target=submit, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(len(ids) for ids in answers.values()) == 12
+    assert all(len(set(ids)) == 1 for ids in answers.values())
+    assert len(answers) == 9
+    assert count_comments(settings, account.id) == 9
+
+
 def test_submit_same_external_id_on_two_sites_stores_two(
     client: TestClient, account: Account
 ) -> None:

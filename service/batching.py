@@ -1,0 +1,104 @@
+"""Micro-batching: requests that arrive together are handled together, by one thread.
+
+Under load, what a request costs is mostly fixed overhead: a hop to a worker thread, a database
+transaction, a Redis round trip, a call into the model. A `Batcher` takes every item waiting when
+its thread comes round, hands them to `handle` as one list, and answers each caller from the
+list it returns. Nothing waits for a batch to fill: a lone request is a batch of one, and under
+load the batches grow by themselves, with the time the previous batch took. (Inference servers
+call this dynamic batching.)
+
+`submit` is awaited from the event loop; `handle` runs in the batcher's thread, so it may block
+on the database. It returns one result per item, in order: a value, or the exception that item
+raised, which `submit` raises in its caller. If `handle` itself raises, every item of the batch
+gets that exception. Each item is handled in the context (context variables: the request id)
+of the request that submitted it, as far as `handle` runs per-item code through `Item.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+V = TypeVar("V")
+
+
+@dataclass(slots=True)
+class Item(Generic[T]):
+    """One submitted value, with the context of the request that submitted it."""
+
+    value: T
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+    def run(self, function: Callable[[], V]) -> V:
+        """Call `function` in the submitting request's context (its request id, for logs)."""
+        return self.context.copy().run(function)
+
+
+Handler = Callable[[Sequence[Item[T]]], Sequence["R | BaseException"]]
+_STOP = object()
+
+
+class Batcher(Generic[T, R]):
+    """Hands what callers submit to `handle`, in batches of at most `max_batch`."""
+
+    def __init__(self, handle: Handler[T, R], name: str, max_batch: int = 64) -> None:
+        self.handle = handle
+        self.name = name
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    async def submit(self, value: T) -> R:
+        """Queue `value`, wait for its batch, and return its result (or raise its exception)."""
+        future: Future[R] = Future()
+        self._queue.put((Item(value), future))
+        return await asyncio.wrap_future(future)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, then stop the thread."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _next_batch(self) -> list[tuple[Item[T], Future[R]]] | None:
+        first = self._queue.get()
+        if first is _STOP:
+            return None
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if entry is _STOP:
+                self._queue.put(_STOP)  # after this batch
+                break
+            batch.append(entry)
+        return batch  # type: ignore[return-value]
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            items = [item for item, _ in batch]
+            try:
+                results: Sequence[R | BaseException] = self.handle(items)
+                if len(results) != len(items):
+                    raise RuntimeError(f"{self.name}: {len(results)} results for {len(items)}")
+            except BaseException as exc:  # every caller hears of it; the thread goes on
+                log.debug("%s: the batch of %d failed: %r", self.name, len(items), exc)
+                results = [exc] * len(items)
+            for (_, future), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)

@@ -1,0 +1,109 @@
+"""The micro-batcher: each caller gets its own answer, whatever else was in its batch."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from service.batching import Batcher, Item
+from service.logs import bound, request_id
+
+
+class Doubler:
+    """Doubles numbers; refuses 13; holds its first batch until `release` is set."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, items: Sequence[Item[int]]) -> list[int | BaseException]:
+        if not self.started.is_set():
+            self.started.set()
+            self.release.wait(10)
+        self.sizes.append(len(items))
+        return [ValueError("13") if item.value == 13 else item.value * 2 for item in items]
+
+
+async def _submit_while_held(
+    batcher: Batcher[int, int], doubler: Doubler, values: list[int]
+) -> list[int | BaseException]:
+    """Submit -1, and `values` while the batch of -1 is being handled."""
+    first = asyncio.ensure_future(batcher.submit(-1))
+    assert await asyncio.to_thread(doubler.started.wait, 10)
+    rest = [asyncio.ensure_future(batcher.submit(v)) for v in values]
+    await asyncio.sleep(0)  # each task runs up to its await: all are queued
+    assert batcher._queue.qsize() == len(values)
+    doubler.release.set()
+    return await asyncio.gather(first, *rest, return_exceptions=True)
+
+
+def test_requests_waiting_together_form_one_batch_and_each_gets_its_answer() -> None:
+    doubler = Doubler()
+    batcher: Batcher[int, int] = Batcher(doubler, name="test", max_batch=64)
+    try:
+        results = asyncio.run(_submit_while_held(batcher, doubler, list(range(20))))
+    finally:
+        batcher.close()
+    assert results[0] == -2
+    assert results[1:14] == [2 * v for v in range(13)]
+    assert isinstance(results[14], ValueError)  # 13: its caller alone hears of it
+    assert results[15:] == [2 * v for v in range(14, 20)]
+    assert doubler.sizes == [1, 20]
+
+
+def test_batches_never_exceed_their_maximum() -> None:
+    doubler = Doubler()
+    batcher: Batcher[int, int] = Batcher(doubler, name="test", max_batch=8)
+    try:
+        results = asyncio.run(_submit_while_held(batcher, doubler, list(range(20))))
+    finally:
+        batcher.close()
+    assert [r for r in results if not isinstance(r, BaseException)] == [
+        2 * v for v in [-1, *range(13), *range(14, 20)]
+    ]
+    assert doubler.sizes == [1, 8, 8, 4]
+
+
+def test_a_failing_batch_fails_each_of_its_callers_and_the_batcher_goes_on() -> None:
+    calls = []
+
+    def handle(items: Sequence[Item[int]]) -> list[int | BaseException]:
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise RuntimeError("database down")
+        return [item.value for item in items]
+
+    batcher: Batcher[int, int] = Batcher(handle, name="test")
+
+    async def run() -> None:
+        with pytest.raises(RuntimeError, match="database down"):
+            await batcher.submit(1)
+        assert await batcher.submit(2) == 2
+
+    try:
+        asyncio.run(run())
+    finally:
+        batcher.close()
+
+
+def test_each_item_runs_in_the_context_of_the_request_that_submitted_it() -> None:
+    def handle(items: Sequence[Item[str]]) -> list[str | BaseException]:
+        return [item.run(lambda i=item: f"{i.value}:{request_id.get()}") for item in items]
+
+    batcher: Batcher[str, str] = Batcher(handle, name="test")
+
+    async def one(name: str) -> str:
+        with bound(f"rid-{name}"):
+            return await batcher.submit(name)
+
+    async def run() -> list[str]:
+        return await asyncio.gather(*(one(name) for name in "abc"))
+
+    try:
+        assert asyncio.run(run()) == ["a:rid-a", "b:rid-b", "c:rid-c"]
+    finally:
+        batcher.close()
