@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ CALLBACKS_QUEUE = "commentguard.callbacks"
 SCORE_TASK = "commentguard.score_comment"
 # Comments accepted together travel together: one message, scored in one batch.
 SCORE_BATCH_TASK = "commentguard.score_comments"
+MAX_MESSAGE_COMMENTS = 256  # comments in one score_comments message at most
 DELIVER_TASK = "commentguard.deliver_callback"
 SWEEP_TASK = "commentguard.sweep_pending"
 # Retraining has a queue (and a worker) of its own, so that a retrain never holds a scoring
@@ -144,6 +146,11 @@ class TaskQueue:
         self._pause_seconds = pause_seconds
         self._paused_until = 0.0
         self._lock = threading.Lock()
+        self._linger = settings.queue_linger_seconds
+        self._to_score: queue.SimpleQueue[list[tuple[uuid.UUID, str | None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._publisher: threading.Thread | None = None
 
     def score(self, comment_id: uuid.UUID) -> bool:
         """Queue `score_comment`; False (logged) if Redis is unreachable."""
@@ -161,6 +168,43 @@ class TaskQueue:
             SCORE_BATCH_TASK, [str(comment_id) for comment_id in comment_ids], list(request_ids)
         )
 
+    def score_soon(
+        self, comment_ids: Sequence[uuid.UUID], request_ids: Sequence[str | None]
+    ) -> None:
+        """Queue committed comments for scoring within `queue_linger_seconds`, together with
+        whatever else is committed meanwhile: one message for all of them (a worker scores a
+        message's comments in one batch). Returns at once; if this process dies first, the
+        comments are pending in the database and the sweep queues them."""
+        if self._publisher is None:
+            with self._lock:
+                if self._publisher is None:
+                    self._publisher = threading.Thread(
+                        target=self._publish, name="publisher", daemon=True
+                    )
+                    self._publisher.start()
+        self._to_score.put(list(zip(comment_ids, request_ids, strict=True)))
+
+    def _publish(self) -> None:
+        while (first := self._to_score.get()) is not None:
+            batch = list(first)
+            deadline = time.monotonic() + self._linger
+            stop = False
+            while len(batch) < MAX_MESSAGE_COMMENTS:
+                try:
+                    more = self._to_score.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.extend(more)
+            try:
+                self.score_many([c for c, _ in batch], [r for _, r in batch])
+            except Exception:  # never the thread's end: the sweep queues what this missed
+                log.exception("could not queue %d comments; the sweep will", len(batch))
+            if stop:
+                return
+
     def deliver(self, delivery_id: uuid.UUID, countdown: float | None = None) -> bool:
         """Queue `deliver_callback`; False (logged) if Redis is unreachable."""
         return self._send(DELIVER_TASK, str(delivery_id), countdown=countdown)
@@ -175,6 +219,9 @@ class TaskQueue:
         self._redis.ping()
 
     def close(self) -> None:
+        if self._publisher is not None:
+            self._to_score.put(None)  # after what is waiting
+            self._publisher.join(10)
         self._redis.close()
         self.celery.close()
 

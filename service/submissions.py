@@ -1,9 +1,10 @@
 """Webhook submissions (`POST /v1/comments`), stored and queued in batches.
 
 Comments submitted together are committed in one transaction, then queued for scoring in one
-message (`score_comments`), each with the id of the request that sent it (see
-`service.batching`). Committed before queued: a task never looks for a comment that is not
-there, and if Redis is down the comments are safe and the pending sweep queues them.
+message (`score_comments`, with whatever else was committed within `queue_linger_seconds`),
+each with the id of the request that sent it (see `service.batching`). Committed before
+queued: a task never looks for a comment that is not there, and if Redis is down (or this
+process dies before the message goes) the comments are safe and the pending sweep queues them.
 
 A batch in which some `(site, external_id)` was submitted before, or twice, falls back to
 storing each comment on its own: the first submission is stored, the others answer with it.
@@ -72,7 +73,7 @@ def submission_batch(
         else:
             answers, created = _one_by_one(session, items, fresh, sites)
     if created and services.queue is not None:
-        services.queue.score_many(
+        services.queue.score_soon(
             [comment.id for _, comment in created],
             [item.run(logs.request_id.get) for item, _ in created],
         )
