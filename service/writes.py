@@ -51,9 +51,15 @@ def insert_row(session: Session, row: tables.Base) -> None:
 
 
 def insert_all(session: Session, rows: Sequence[tables.Base]) -> None:
-    """INSERT transient rows of one class in one executemany (not committed)."""
+    """INSERT transient rows of one class in one statement (not committed).
+
+    With RETURNING, SQLAlchemy sends the rows as one multi-row INSERT ("insertmanyvalues")
+    rather than the driver's executemany, which costs psycopg much more CPU per row.
+    """
     if rows:
-        session.execute(insert(table_of(type(rows[0]))), [column_values(row) for row in rows])
+        table = table_of(type(rows[0]))
+        statement = insert(table).returning(*table.primary_key.columns)
+        session.execute(statement, [column_values(row) for row in rows]).close()
 
 
 def insert_many(session: Session, *groups: Sequence[tables.Base]) -> bool:
