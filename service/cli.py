@@ -336,10 +336,14 @@ def serve(
 def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None:
     import uvicorn
 
+    from service import api_processes
     from service.app import create_app
 
-    if api_workers > 1:
-        # Each API process builds its own app from the environment (set by the caller).
+    if api_workers > 1 and api_processes.supported():
+        # Each API process builds its own app from the environment (set by the caller), on
+        # a socket of its own, so that the kernel spreads connections evenly between them.
+        api_processes.run(host, port, api_workers, settings.log_level.lower())
+    elif api_workers > 1:
         uvicorn.run(
             "service.app:create_logged_app",
             factory=True,
