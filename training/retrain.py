@@ -318,6 +318,7 @@ def retrain(
             "labels": len(labels),
             "labels_train": len(label_train),
             "labels_holdout": len(holdout),
+            "published_unlabelled": dict(sorted((published or {}).items())),
             "holdout_from": holdout[0].created_at.isoformat() if holdout else None,
             "label_classes": {
                 "spam": sum(r.label for r in labels),
