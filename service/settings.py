@@ -121,9 +121,8 @@ class Settings(BaseSettings):
     # Estimated Jaccard similarity of two texts' character 5-gram shingles to count as a match.
     near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
     # What a near-copy of a labelled spam becomes: "discard" (never queued: a moderator has
-    # already judged this text, and a campaign's copies would otherwise fill the queue; in the
-    # replays this alone takes 2-5 points off the share reviewed, docs/benchmarks.md) or "spam"
-    # (the spam folder, reviewed).
+    # already judged this text, and a campaign's copies would otherwise fill the queue again)
+    # or "spam" (the spam folder, reviewed).
     near_duplicate_spam_decision: Literal["spam", "discard"] = "discard"
     # MinHash permutations per signature (more: a finer similarity estimate, a bigger entry).
     near_duplicate_num_perm: int = Field(default=128, ge=16, le=1024)
