@@ -49,6 +49,9 @@ def verdict(value: float, target: float, higher: bool) -> str:
 
 
 def section(out: Path, seconds: dict[str, float]) -> str:
+    from service.settings import Settings
+
+    settings = Settings(_env_file=None)
     lines = [
         "## Replay: the learning loop",
         "",
@@ -59,7 +62,11 @@ def section(out: Path, seconds: dict[str, float]) -> str:
         "replay reviews every comment the service put in the queue (`unsure`, `spam`) with its "
         "true label, reports a published spam as missed with probability 0.5 (seeded) through "
         "Akismet `submit-spam`, and never sees `discard`. Retraining runs on its normal trigger "
-        "(100 new labels). The service's first model, and every retrained one, learn from the "
+        f"({settings.retrain_label_count} new labels; a label weighs "
+        f"{settings.retrain_label_weight:g} corpus rows; a site's own thresholds once "
+        f"{settings.retrain_min_site_threshold_labels} spam and ham labels are scored unseen; "
+        f"near-copies of a labelled spam: `{settings.near_duplicate_spam_decision}`). "
+        "The service's first model, and every retrained one, learn from the "
         "other default corpora only, never from the replayed one. A comment counts as flagged "
         "when its decision at arrival was `spam` or `discard`. `after warm-up` leaves out the "
         "first 300 comments.",

@@ -105,6 +105,7 @@ def save_model(
             "git_commit": git_commit(),
             "libraries": library_versions(),
             "thresholds": thresholds.to_dict(),
+            **({"site_thresholds": thresholds.sites_to_dict()} if thresholds.sites else {}),
             "model_file": MODEL_FILE,
             "model_sha256": sha256_of(model_path),
             "model_bytes": model_path.stat().st_size,
@@ -221,6 +222,8 @@ def load_model(models_dir: Path, version: str | None = None) -> LoadedModel:
     return LoadedModel(
         version=version,
         pipeline=pipeline,
-        thresholds=Thresholds.from_dict(metadata["thresholds"]),
+        thresholds=Thresholds.from_dict(
+            metadata["thresholds"], metadata.get("site_thresholds") or {}
+        ),
         metadata=metadata,
     )

@@ -8,7 +8,7 @@ those, named in plain words.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -38,10 +38,18 @@ class Thresholds:
     unsure: float
     spam: float
     discard: float
+    # A site's own cut-offs, learned from its moderators' labels when the model was retrained
+    # (training/site_thresholds.py), by site key; any other site uses the three above.
+    sites: Mapping[str, Thresholds] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.unsure <= self.spam <= self.discard <= 1.0:
             raise ValueError(f"thresholds must satisfy 0 ≤ unsure ≤ spam ≤ discard ≤ 1: {self}")
+
+    def for_site(self, site: str) -> Thresholds:
+        """The thresholds that decide for `site`: its learned ones if it has any, else these."""
+        own = self.sites.get(site) if site and self.sites else None
+        return own if own is not None else self
 
     def decide(self, score: float) -> Decision:
         if score >= self.discard:
@@ -53,11 +61,19 @@ class Thresholds:
         return Decision.HAM
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """The deployment-wide cut-offs (a site's learned ones: `sites_to_dict`)."""
+        return {"unsure": self.unsure, "spam": self.spam, "discard": self.discard}
+
+    def sites_to_dict(self) -> dict[str, dict[str, float]]:
+        return {site: own.to_dict() for site, own in sorted(self.sites.items())}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
-        return cls(float(data["unsure"]), float(data["spam"]), float(data["discard"]))
+    def from_dict(
+        cls, data: Mapping[str, Any], sites: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> Thresholds:
+        """From `to_dict`'s form; `sites` in `sites_to_dict`'s."""
+        own = {str(site): cls.from_dict(values) for site, values in (sites or {}).items()}
+        return cls(float(data["unsure"]), float(data["spam"]), float(data["discard"]), own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +162,7 @@ class LoadedModel:
             verdicts.append(
                 Verdict(
                     score=float(score),
-                    decision=self.thresholds.decide(float(score)),
+                    decision=self.thresholds.for_site(prepared[i].site).decide(float(score)),
                     reasons=self._reasons(
                         prepared[i],
                         features,

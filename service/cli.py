@@ -691,7 +691,10 @@ def replay(
             progress=report,
             batch=batch,
         )
-    replaying.write_outputs(result, outcomes, out, f"replay of {', '.join(f.name for f in files)}")
+    names = ", ".join(f.name for f in files)
+    if len(files) > 2:  # a long list of files would run off the picture's title
+        names = f"{files[0].parent.name}/ ({len(files)} files)"
+    replaying.write_outputs(result, outcomes, out, f"replay of {names}")
     typer.echo(json.dumps({"overall": result.overall, "after_warmup": result.after_warmup,
                            "reviewed_share": result.reviewed_share,
                            "retrains": len(result.retrains)}, indent=2))  # fmt: skip

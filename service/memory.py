@@ -72,6 +72,7 @@ SEED = 1
 DEFAULT_PREFIX = "commentguard:neardup"
 OUTAGE_BACKOFF_SECONDS = 2.0  # after a Redis error, queries skip the memory this long
 LABELS = ("spam", "ham")
+SPAM_DECISIONS = ("spam", "discard")
 _MULTIPLIER = np.uint64(1_000_003)
 _HALF = np.uint64(32)
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -143,6 +144,9 @@ class Match:
     comment_id: str
     label: str  # "spam" or "ham"
     similarity: float  # estimated Jaccard similarity of the two texts' shingles
+    # What a spam match makes of the comment: "discard" (the default of the service's setting
+    # `near_duplicate_spam_decision`) or "spam" (the spam folder, where moderators see it).
+    spam_decision: str = "spam"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +231,13 @@ class NearDuplicateMemory:
         num_perm: int = 128,
         min_shingles: int = 24,
         prefix: str = DEFAULT_PREFIX,
+        spam_decision: str = "spam",
     ) -> None:
+        if spam_decision not in SPAM_DECISIONS:
+            raise ValueError(f"spam_decision must be one of {SPAM_DECISIONS}")
         self.client = client
         self.threshold = threshold
+        self.spam_decision = spam_decision
         self.signer = Signer(threshold, num_perm, min_shingles)
         self.prefix = prefix
         self._query = client.register_script(_QUERY)
@@ -252,6 +260,7 @@ class NearDuplicateMemory:
             threshold=settings.near_duplicate_threshold,
             num_perm=settings.near_duplicate_num_perm,
             min_shingles=settings.near_duplicate_min_shingles,
+            spam_decision=settings.near_duplicate_spam_decision,
         )
 
     def close(self) -> None:
@@ -385,7 +394,12 @@ class NearDuplicateMemory:
                 best = key
         if best is None:
             return None
-        return Match(comment_id=best[2], label=best[3], similarity=round(best[0], 4))
+        return Match(
+            comment_id=best[2],
+            label=best[3],
+            similarity=round(best[0], 4),
+            spam_decision=self.spam_decision,
+        )
 
 
 def _text(value: Any) -> str:
@@ -407,14 +421,19 @@ def overrule(
 ) -> tuple[float, Decision, dict[str, Any]]:
     """The verdict a near-duplicate match gives: (score, decision, its reason as stored).
 
-    A spam match makes the comment `spam` with a score of at least the spam threshold (a model
-    already at `discard` keeps `discard`, its score unchanged). A ham match makes it `ham` with
-    a score just under the unsure threshold at most. Either way `thresholds.decide(score)`
-    still gives the decision, so the score and the decision never disagree.
+    A spam match makes the comment `match.spam_decision` with a score of at least that
+    decision's threshold: `spam` (a model already at `discard` keeps `discard`, its score
+    unchanged) or `discard`. A ham match makes it `ham` with a score just under the unsure
+    threshold at most. Either way `thresholds.decide(score)` still gives the decision, so the
+    score and the decision never disagree.
     """
     if match.label == "spam":
-        new_score = max(score, thresholds.spam)
-        new_decision = Decision.DISCARD if decision == Decision.DISCARD else Decision.SPAM
+        if match.spam_decision == "discard":
+            new_score = max(score, thresholds.discard)
+            new_decision = Decision.DISCARD
+        else:
+            new_score = max(score, thresholds.spam)
+            new_decision = Decision.DISCARD if decision == Decision.DISCARD else Decision.SPAM
         weight = 1.0  # the match decides; the weight only gives its direction, as a rule's does
     else:
         new_score = min(score, max(0.0, math.nextafter(thresholds.unsure, 0.0)))

@@ -83,6 +83,29 @@ def load_labels(sessions: SessionFactory, until: datetime | None = None) -> list
         ]
 
 
+def published_unlabelled(sessions: SessionFactory, until: datetime | None = None) -> dict[str, int]:
+    """Per site key (its id), the comments published (decided `ham`) that nobody labelled,
+    test traffic excluded: with the site's ham labels, its ham as far as anyone knows it (the
+    denominator of its learned thresholds' false-positive rates)."""
+    labelled = select(tables.Label.comment_id)
+    if until is not None:
+        labelled = labelled.where(tables.Label.created_at <= until)
+    query = (
+        select(tables.Comment.site_id, func.count(tables.Comment.id))
+        .join(tables.Verdict, tables.Verdict.comment_id == tables.Comment.id)
+        .where(
+            tables.Comment.is_test.is_(False),
+            tables.Verdict.decision == "ham",
+            tables.Comment.id.not_in(labelled),
+        )
+        .group_by(tables.Comment.site_id)
+    )
+    if until is not None:
+        query = query.where(tables.Verdict.scored_at <= until)
+    with sessions() as session:
+        return {str(site): int(count) for site, count in session.execute(query).all()}
+
+
 def labels_since(sessions: SessionFactory, since: datetime | None) -> int:
     """Labels (rows, test traffic excluded) created after `since` (all of them if None)."""
     query = (
@@ -102,6 +125,7 @@ def params_from(settings: Settings) -> RetrainParams:
         holdout_share=settings.retrain_holdout_share,
         label_weight=settings.retrain_label_weight,
         min_site_labels_per_class=settings.retrain_min_site_labels_per_class,
+        min_site_threshold_labels=settings.retrain_min_site_threshold_labels,
         gate=GateParams(mcc_tolerance=settings.retrain_mcc_tolerance),
     )
 
@@ -175,6 +199,7 @@ def run_retrain(
             )
             try:
                 labels = load_labels(sessions, until=now)
+                published = published_unlabelled(sessions, until=now)
                 corpus = load_bundled(settings.retrain_corpora)
                 result = retrain(
                     corpus,
@@ -185,6 +210,7 @@ def run_retrain(
                     run_id=run_id,
                     data=bundled_data_record(settings.retrain_corpora),
                     report=report,
+                    published=published,
                 )
             except Exception as exc:
                 log.exception("retrain %s failed", run_id)

@@ -9,7 +9,7 @@ are clamped around them, which always gives valid thresholds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from classifier import Thresholds
@@ -33,10 +33,14 @@ class SiteThresholds:
     unsure: float | None = None
     spam: float | None = None
     discard: float | None = None
+    # The site's key in the model (`Comment.site`: its database id): a model retrained on the
+    # site's labels may carry thresholds learned for it, which stand in for the model's.
+    key: str = field(default="", compare=False)
 
     @classmethod
     def of(cls, site: tables.Site) -> SiteThresholds:
-        return cls(site.threshold_unsure, site.threshold_spam, site.threshold_discard)
+        key = str(site.id) if site.id is not None else ""
+        return cls(site.threshold_unsure, site.threshold_spam, site.threshold_discard, key)
 
     @property
     def is_default(self) -> bool:
@@ -51,6 +55,7 @@ class SiteThresholds:
     def strict(self, model: Thresholds) -> Thresholds:
         """The merged thresholds, or InvalidThresholds naming the fields out of order."""
         own = self.values()
+        model = model.for_site(self.key)
         merged = [
             value if value is not None else default
             for value, default in zip(own, _model_values(model), strict=True)
@@ -76,10 +81,12 @@ class SiteThresholds:
                 f"({', '.join(f'{n} {v:g}' for n, v in zip(NAMES, merged, strict=True))})",
                 details,
             )
-        return Thresholds(*merged)
+        return Thresholds(merged[0], merged[1], merged[2])
 
     def effective(self, model: Thresholds) -> Thresholds:
-        """The thresholds to decide with: the site's values, the model's clamped around them."""
+        """The thresholds to decide with: the site's values, the model's (those it learned for
+        this site, if any) clamped around them."""
+        model = model.for_site(self.key)
         if self.is_default:
             return model
         own = self.values()
@@ -94,7 +101,7 @@ class SiteThresholds:
             high = min(above, default=1.0)
             merged.append(min(max(default, low), high))
         # The site's own values are in order among themselves (checked when set), so this holds.
-        return Thresholds(*merged)
+        return Thresholds(merged[0], merged[1], merged[2])
 
 
 def _model_values(model: Thresholds) -> tuple[float, float, float]:

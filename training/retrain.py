@@ -35,7 +35,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,10 +62,11 @@ from classifier.pipeline import (
 )
 from classifier.record import Comment
 from classifier.registry import Status, activate, mark
-from classifier.scoring import LoadedModel
+from classifier.scoring import LoadedModel, Thresholds
 from training.corpora import GATE_VALIDATION_SHARE, Example, split_corpus
 from training.gate import GateDecision, GateParams, decide
 from training.metrics import classification_metrics
+from training.site_thresholds import learn_all
 from training.train import choose_thresholds
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,14 @@ class RetrainParams:
     validation_share: float = GATE_VALIDATION_SHARE
     holdout_share: float = 0.2  # newest labels held out for the gate
     min_holdout_labels: int = 10  # fewer labels than this: no holdout, all are trained on
-    label_weight: float = 3.0
+    label_weight: float = 10.0  # service/settings.py says why
     # Of the training rows (stratified, seeded), held out to fit the Platt sigmoid on; as one
     # of `build_pipeline`'s three calibration folds.
     calibration_share: float = 1 / 3
     min_site_labels_per_class: int = 20
+    # Per-site thresholds (training/site_thresholds.py): a site with this many spam AND ham
+    # labels among the scores its thresholds are chosen on gets its own; 0 turns them off.
+    min_site_threshold_labels: int = 20
     model: dict[str, Any] = field(default_factory=dict)  # classifier.pipeline parameters
     gate: GateParams = field(default_factory=GateParams)
     activate: bool = True  # activate a promoted candidate
@@ -167,7 +171,19 @@ def fit_candidate(
     model_params: dict[str, Any],
     p: RetrainParams,
 ) -> Pipeline:
-    """The candidate pipeline: features fitted once on every training row; a logistic
+    """The candidate pipeline (see `fit_candidate_scored`)."""
+    return fit_candidate_scored(frame, y, weights, model_params, p)[0]
+
+
+def fit_candidate_scored(
+    frame: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    model_params: dict[str, Any],
+    p: RetrainParams,
+) -> tuple[Pipeline, np.ndarray, np.ndarray]:
+    """The candidate pipeline, the calibration slice's rows and their scores by the model
+    fitted without them. The pipeline: features fitted once on every training row; a logistic
     regression fitted on all but a stratified `calibration_share` of them, whose scores on that
     held-out slice fit the Platt sigmoid; then the logistic regression refitted on every row,
     with that sigmoid.
@@ -195,8 +211,11 @@ def fit_candidate(
         y[calibration_rows],
         sample_weight=weights[calibration_rows],
     )
+    # The calibration slice's scores by the model fitted without it: what per-site thresholds
+    # are chosen on (training/site_thresholds.py).
+    unseen = pipeline.named_steps["classifier"].predict_proba(X[calibration_rows])[:, 1]
     final = build_classifier(model_params).fit(X, y, sample_weight=weights)
-    return with_estimator(pipeline, final)
+    return with_estimator(pipeline, final), np.asarray(calibration_rows), unseen
 
 
 def retrain(
@@ -210,9 +229,13 @@ def retrain(
     run_id: str | None = None,
     data: dict[str, Any] | None = None,
     report: Report | None = None,
+    published: Mapping[str, int] | None = None,
 ) -> RetrainResult:
     """Train a candidate, gate it against the active model, save and record it, and activate
-    it if it passed. `active` defaults to the version `models_dir/ACTIVE` names."""
+    it if it passed. `active` defaults to the version `models_dir/ACTIVE` names.
+
+    `published`: per site key, its published comments that nobody labelled (the denominator of
+    its learned thresholds' false-positive rates; training/site_thresholds.py)."""
     started = time.perf_counter()
     p = params or RetrainParams()
     now = now or datetime.now(UTC)
@@ -233,7 +256,9 @@ def retrain(
         raise ValueError("retraining needs both spam and ham examples")
     model_params = {**DEFAULT_PARAMS, **p.model, "seed": p.seed, "sites": tuple(sites)}
     step(f"fitting on {len(y)} comments ({len(label_train)} labels, {len(sites)} sites)", 0.05)
-    pipeline = fit_candidate(to_frame(train_comments), y, weights, model_params, p)
+    pipeline, calibration_rows, unseen = fit_candidate_scored(
+        to_frame(train_comments), y, weights, model_params, p
+    )
     fitted_at = time.perf_counter()
 
     step("choosing thresholds on the corpus validation split", 0.7)
@@ -242,14 +267,24 @@ def retrain(
     provisional = LoadedModel(run_id, pipeline, choose_thresholds(np.array([0, 1]), np.zeros(2)))
     val_scores = provisional.probabilities(val_comments)
     thresholds = choose_thresholds(np.array(val_labels), val_scores)
-    candidate = LoadedModel(run_id, pipeline, thresholds)
-
-    step("measuring the candidate and the active model", 0.8)
     holdout_comments = [r.comment for r in holdout]
     holdout_labels = [r.label for r in holdout]
+    holdout_scores = provisional.probabilities(holdout_comments) if holdout else np.zeros(0)
+    site_thresholds: dict[str, Thresholds] = {}
+    if p.min_site_threshold_labels > 0:
+        site_thresholds = _learn_site_thresholds(
+            label_train, holdout, calibration_rows - len(corpus_train), unseen, holdout_scores,
+            labels, published or {}, p.min_site_threshold_labels,
+        )  # fmt: skip
+        thresholds = Thresholds(
+            thresholds.unsure, thresholds.spam, thresholds.discard, site_thresholds
+        )
+
+    step("measuring the candidate and the active model", 0.8)
     sets = {"labels": (holdout_comments, holdout_labels), "corpus": (val_comments, val_labels)}
     cand_metrics = {
-        "labels": evaluate_model(candidate, holdout_comments, holdout_labels),
+        # Scored once, above (the same pipeline): the gate's decision is the model's spam cut.
+        "labels": _metrics_at(holdout_labels, holdout_scores, thresholds.spam),
         # The validation split's scores are those the thresholds were chosen on.
         "corpus": _metrics_at(val_labels, val_scores, thresholds.spam),
     }
@@ -283,6 +318,7 @@ def retrain(
             "labels": len(labels),
             "labels_train": len(label_train),
             "labels_holdout": len(holdout),
+            "published_unlabelled": dict(sorted((published or {}).items())),
             "holdout_from": holdout[0].created_at.isoformat() if holdout else None,
             "label_classes": {
                 "spam": sum(r.label for r in labels),
@@ -290,7 +326,11 @@ def retrain(
             },
         },
         "sites": sites,
-        "candidate": {"thresholds": thresholds.to_dict(), "metrics": cand_metrics},
+        "candidate": {
+            "thresholds": thresholds.to_dict(),
+            "site_thresholds": thresholds.sites_to_dict(),
+            "metrics": cand_metrics,
+        },
         "active": {"metrics": active_metrics},
         "gate": decision.to_dict(),
         "promoted": decision.promote,
@@ -337,6 +377,35 @@ def retrain(
     return RetrainResult(
         run_id, version, decision.promote, activated, active, decision, record, seconds
     )
+
+
+def _learn_site_thresholds(
+    label_train: Sequence[LabelRecord],
+    holdout: Sequence[LabelRecord],
+    calibration_labels: np.ndarray,
+    unseen: np.ndarray,
+    holdout_scores: np.ndarray,
+    labels: Sequence[LabelRecord],
+    published: Mapping[str, int],
+    minimum: int,
+) -> dict[str, Thresholds]:
+    """Each site's thresholds, from its labels' scores by models that had not seen them: those
+    in the calibration slice (`calibration_labels`: their indices in `label_train`, negative
+    for corpus rows) and the holdout."""
+    by_site: dict[str, tuple[list[int], list[float]]] = {}
+    for index, score in zip(calibration_labels.tolist(), unseen.tolist(), strict=True):
+        if index >= 0:
+            record = label_train[index]
+            ys, ss = by_site.setdefault(record.site, ([], []))
+            ys.append(record.label)
+            ss.append(score)
+    for record, score in zip(holdout, holdout_scores.tolist(), strict=True):
+        ys, ss = by_site.setdefault(record.site, ([], []))
+        ys.append(record.label)
+        ss.append(score)
+    by_site.pop("", None)
+    ham_labels = Counter(r.site for r in labels if r.label == 0)
+    return learn_all(by_site, ham_labels, published, minimum)
 
 
 def _params_record(p: RetrainParams) -> dict[str, Any]:

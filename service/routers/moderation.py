@@ -534,7 +534,7 @@ def update_site_thresholds(
     site = session.get(tables.Site, site_id)
     if site is None:
         raise ApiError(404, "not_found", f"no site {site_id}")
-    values = SiteThresholds(body.unsure, body.spam, body.discard)
+    values = SiteThresholds(body.unsure, body.spam, body.discard, str(site.id))
     model = model_thresholds(services)
     try:
         set_site_thresholds(site, values, model)

@@ -143,6 +143,9 @@ def test_overrule_keeps_score_and_decision_consistent() -> None:
     assert thresholds.decide(score) == decision
     assert reason["kind"] == "near_duplicate" and reason["comment_id"] == spam.comment_id
     assert overrule(spam, 0.995, Decision.DISCARD, thresholds)[:2] == (0.995, Decision.DISCARD)
+    discard = Match(str(uuid.uuid4()), "spam", 0.93, spam_decision="discard")
+    score, decision, _ = overrule(discard, 0.1, Decision.HAM, thresholds)
+    assert (score, decision) == (0.99, Decision.DISCARD) and thresholds.decide(score) == decision
     ham = Match(str(uuid.uuid4()), "ham", 0.85)
     score, decision, reason = overrule(ham, 0.999, Decision.DISCARD, thresholds)
     assert decision == Decision.HAM and thresholds.decide(score) == Decision.HAM
@@ -315,8 +318,8 @@ def test_label_spam_then_near_duplicate_checked_is_spam(
     labelled_at = time.monotonic()
     verdict = check(http, account, SPAM_NEAR)["verdict"]
     assert time.monotonic() - labelled_at < 1.0
-    assert verdict["decision"] == "spam"
-    assert verdict["score"] >= AKISMET_THRESHOLDS["threshold_spam"]
+    assert verdict["decision"] == "discard"  # near_duplicate_spam_decision's default
+    assert verdict["score"] >= AKISMET_THRESHOLDS["threshold_discard"]
     reason = verdict["reasons"][0]
     assert reason["kind"] == "near_duplicate" and reason["label"] == "spam"
     assert reason["comment_id"] == first["id"]
@@ -361,7 +364,7 @@ def test_label_spam_then_near_duplicate_webhook_is_spam(
     first = check(http, account, SPAM_TEXT)
     label(platform, SPAM_TEXT, spam=True)
     verdict = scored(http, account, submit(http, account, SPAM_NEAR))
-    assert verdict["decision"] == "spam"
+    assert verdict["decision"] == "discard"
     reason = verdict["reasons"][0]
     assert (reason["kind"], reason["label"], reason["comment_id"]) == (
         "near_duplicate",
@@ -415,7 +418,7 @@ def test_relabel_moves_the_memory(
 ) -> None:
     first = check(http, account, SPAM_TEXT)
     label(platform, SPAM_TEXT, spam=True)
-    assert check(http, account, SPAM_NEAR)["verdict"]["decision"] == "spam"
+    assert check(http, account, SPAM_NEAR)["verdict"]["decision"] == "discard"
     # The moderator changes their mind: the same comment (found by author and content) is ham.
     label(platform, SPAM_TEXT, spam=False)
     verdict = check(http, account, SPAM_NEAR)["verdict"]
@@ -476,7 +479,7 @@ def test_score_with_the_model_when_redis_is_down(
             memory = client.app.state.services.memory  # type: ignore[attr-defined]
             assert memory is not None
             memory.remember(uuid.uuid4(), account.id, SPAM_TEXT, "spam")
-            assert verdict(SPAM_NEAR)["decision"] == "spam"
+            assert verdict(SPAM_NEAR)["decision"] == "discard"
             supervisor.stop()
             started = time.monotonic()
             after = verdict(SPAM_NEAR)

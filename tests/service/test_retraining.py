@@ -354,3 +354,46 @@ def test_never_serve_corrupted_artifact(
             assert _webhook_version(client, owner) == current
         finally:
             set_active(settings.models_dir, current)
+
+
+def test_count_published_unlabelled_comments_per_site(
+    sessions: db.SessionFactory, owner: Account
+) -> None:
+    """The denominator of a site's learned thresholds: its comments decided `ham` that nobody
+    labelled (test traffic left out)."""
+    from service.retraining import published_unlabelled
+
+    with sessions() as session:
+        site = tables.Site(account_id=owner.id, url=f"https://published.example/{uuid.uuid4().hex[:6]}",
+                           callback_secret="s" * 64)  # fmt: skip
+        session.add(site)
+        session.flush()
+        cases = [("ham", None, False), ("ham", None, False), ("ham", "spam", False),
+                 ("spam", None, False), ("unsure", "ham", False), ("ham", None, True)]  # fmt: skip
+        for decision, label, is_test in cases:
+            comment = tables.Comment(
+                id=uuid.uuid4(),
+                site_id=site.id,
+                content="a comment",
+                status=tables.CommentStatus.SCORED,
+                is_test=is_test,
+            )
+            session.add(comment)
+            session.flush()
+            verdict = tables.Verdict(
+                comment_id=comment.id,
+                score=0.1,
+                decision=decision,
+                reasons=[],
+                model_version="v",
+                duration_ms=0.1,
+            )
+            session.add(verdict)
+            if label is not None:
+                moderator = tables.LabelSource.MODERATOR
+                session.add(
+                    tables.Label(comment_id=comment.id, label=label, source=moderator, actor="t")
+                )
+        session.commit()
+        key = str(site.id)
+    assert published_unlabelled(sessions)[key] == 2

@@ -282,3 +282,13 @@ def test_clamp_the_model_around_site_values_a_new_model_disagrees_with() -> None
     assert [d["loc"] for d in refused.value.details] == [["body", "spam"]]
     assert site.effective(MODEL) == Thresholds(0.2, 0.2, 0.999)
     assert SiteThresholds(discard=0.5).effective(MODEL) == Thresholds(0.3, 0.5, 0.5)
+
+
+def test_decide_with_thresholds_the_model_learned_for_the_site() -> None:
+    learned = Thresholds(0.2, 0.6, 0.9)
+    model = Thresholds(0.3, 0.95, 0.999, {"7": learned})
+    assert SiteThresholds(key="7").effective(model) is learned
+    assert SiteThresholds(key="8").effective(model) is model
+    # An admin's own value still wins, the learned ones clamped around it.
+    assert SiteThresholds(spam=0.7, key="7").effective(model) == Thresholds(0.2, 0.7, 0.9)
+    assert SiteThresholds(discard=0.95, key="7").strict(model) == Thresholds(0.2, 0.6, 0.95)

@@ -280,3 +280,24 @@ def test_activate_refuses_corrupted_artifact(weak_models: Path, corpus: list[Exa
         set_active(weak_models, other.version)
     assert active_version(weak_models) == before
     assert (other.path / METADATA_FILE).is_file()
+
+
+def test_retrain_learns_thresholds_for_a_site_with_enough_labels(
+    weak_models: Path, corpus: list[Example]
+) -> None:
+    labels = _labels(corpus[700:1300], site="S")
+    params = RetrainParams(activate=False)
+    result = retrain(corpus[:700], labels, weak_models, params=params, now=START, published={})
+    learned = result.record["candidate"]["site_thresholds"]
+    assert set(learned) == {"S"}, learned
+    model = load_model(weak_models, result.version)
+    own = model.thresholds.for_site("S")
+    assert own.to_dict() == learned["S"]
+    assert (
+        model.thresholds.for_site("elsewhere").to_dict() == result.record["candidate"]["thresholds"]
+    )
+    # Off: every site decides with the model's thresholds.
+    off = RetrainParams(activate=False, min_site_threshold_labels=0)
+    plain = retrain(corpus[:700], labels, weak_models, params=off, now=START)
+    assert plain.record["candidate"]["site_thresholds"] == {}
+    assert load_model(weak_models, plain.version).thresholds.sites == {}
