@@ -407,9 +407,13 @@ def worker(
     celery.set_default()
     celery.finalize(auto=True)
     nodename = "+".join(n.rsplit(".", 1)[-1] for n in names)
+    # A training run takes hundreds of MB that a Python process keeps once it has them: a
+    # worker that only retrains replaces its process after each task, which gives them back.
+    only_retraining = names == [QUEUE_NAMES["retraining"]] and pool == "prefork"
     celery.worker_main(
         [
             "worker",
+            *(["--max-tasks-per-child=1"] if only_retraining else []),
             f"--queues={','.join(names)}",
             f"--concurrency={concurrency or os.cpu_count() or 1}",
             f"--pool={pool}",

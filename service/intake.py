@@ -89,6 +89,9 @@ def resolve_site(session: Session, cache: SiteCache, account_id: int, blog: str)
     site = cache.get(account_id, url)
     if site is None:
         site = site_ref(get_or_create_site(session, account_id, url))
+        # Committed before it is cached: a site created in a transaction that then failed
+        # must not be handed to later requests (their comments would name no site).
+        session.commit()
         cache.put(account_id, site)
     return site
 

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=64, ge=1, le=1000)
     # Webhook comments committed within this long of each other are queued as one message,
     # scored by a worker in one batch: a little latency for much less work per comment.
-    queue_linger_seconds: float = Field(default=0.02, ge=0, le=1)
+    queue_linger_seconds: float = Field(default=0.05, ge=0, le=1)
 
     callback_timeout_seconds: float = Field(default=5.0, gt=0)
     callback_max_attempts: int = Field(default=8, ge=1)

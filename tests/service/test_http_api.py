@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from service import db, tables
 from service.app import create_app
+from service.intake import SiteCache, resolve_site
 from service.settings import Settings
 from tests.service.conftest import Account, create_account, make_settings
 
@@ -367,3 +368,18 @@ def test_answer_503_when_no_model_is_loaded(settings: Settings, tmp_path: Any) -
         ready = test_client.get("/readyz")
     assert_error(response, 503, "unavailable")
     assert assert_error(ready, 503, "not_ready")["details"]["model"] != "ok"
+
+
+def test_a_new_site_is_committed_before_later_requests_are_given_it(
+    settings: Settings, account: Account
+) -> None:
+    # A batch whose transaction fails after creating a site must not leave later requests
+    # with the id of a site that was rolled back (their comments would fail on the key).
+    sessions = db.make_session_factory(db.make_engine(settings))
+    cache = SiteCache()
+    with sessions() as session:
+        site = resolve_site(session, cache, account.id, "https://rolled-back.example")
+        session.rollback()  # what a failing batch does
+    with sessions() as session:
+        assert session.get(tables.Site, site.id) is not None
+    assert cache.get(account.id, "https://rolled-back.example") == site
