@@ -354,16 +354,19 @@ request, so it does not depend on what else the machine runs: with both cores gi
 service alone, that caps `/v1/check` at about {2000 / check["cpu_ms"]:.0f} req/s and the
 webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. What each request costs now:
 
-- `/v1/check`: FastAPI validation and serialisation and uvicorn, scoring with reasons (about
-  0.6 ms), and one transaction of two Core INSERTs (the ORM unit of work is gone from the hot
-  paths). With several API processes uvicorn shares one listening socket, and the kernel
-  tends to hand most keep-alive connections to one process (seen here at 88% / 9% CPU).
-- A webhook comment: the API's INSERT and a Celery message; in the scoring worker, one
-  transaction that stores the verdict, the status and the delivery with its first attempt
-  already claimed; the signed POST from a thread of that worker and one transaction recording
-  it. Beyond the rate the service can sustain, the scoring queue grows for as long as the
-  offered rate lasts, so the end-to-end latency grows with the run's length, while every
-  comment is still scored once and called back.
+- `/v1/check`: uvicorn, the middleware (request id, rate limits: one Redis round trip),
+  FastAPI validation and serialisation on the event loop; then the batch the request joins
+  (service/batching.py): one call into the model for every check waiting, one Redis round
+  trip to the near-duplicate memory, one multi-row INSERT transaction. Each API process has
+  a listening socket of its own (SO_REUSEPORT), so the kernel spreads connections evenly.
+- A webhook comment: the same request handling, a batch INSERT, and one Celery message for
+  whatever the API committed within 50 ms (`COMMENTGUARD_QUEUE_LINGER_SECONDS`); in the
+  scoring worker, one read, one call into the model, one transaction for the batch's
+  verdicts, statuses and deliveries (first attempts claimed), the signed POSTs in parallel
+  from the worker's threads and one transaction recording them. Beyond the rate the service
+  can sustain, the scoring queue grows for as long as the offered rate lasts, so the
+  end-to-end latency grows with the run's length, while every comment is still scored once
+  and called back.
 - The load generator and the callback receiver (one Python process) take CPU from the same
   cores as the service; so do other jobs on a shared machine (see the load average).
 

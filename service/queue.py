@@ -25,7 +25,7 @@ CALLBACKS_QUEUE = "commentguard.callbacks"
 SCORE_TASK = "commentguard.score_comment"
 # Comments accepted together travel together: one message, scored in one batch.
 SCORE_BATCH_TASK = "commentguard.score_comments"
-MAX_MESSAGE_COMMENTS = 256  # comments in one score_comments message at most
+MAX_MESSAGE_COMMENTS = 64  # comments in one score_comments message at most
 DELIVER_TASK = "commentguard.deliver_callback"
 SWEEP_TASK = "commentguard.sweep_pending"
 # Retraining has a queue (and a worker) of its own, so that a retrain never holds a scoring
