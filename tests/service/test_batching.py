@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
 from service.batching import Batcher, Item
 from service.logs import bound, request_id
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: a browser test earlier in this process may have
+    left its event loop running in the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class Doubler:
@@ -45,7 +56,7 @@ def test_requests_waiting_together_form_one_batch_and_each_gets_its_answer() -> 
     doubler = Doubler()
     batcher: Batcher[int, int] = Batcher(doubler, name="test", max_batch=64)
     try:
-        results = asyncio.run(_submit_while_held(batcher, doubler, list(range(20))))
+        results = run(_submit_while_held(batcher, doubler, list(range(20))))
     finally:
         batcher.close()
     assert results[0] == -2
@@ -59,7 +70,7 @@ def test_batches_never_exceed_their_maximum() -> None:
     doubler = Doubler()
     batcher: Batcher[int, int] = Batcher(doubler, name="test", max_batch=8)
     try:
-        results = asyncio.run(_submit_while_held(batcher, doubler, list(range(20))))
+        results = run(_submit_while_held(batcher, doubler, list(range(20))))
     finally:
         batcher.close()
     assert [r for r in results if not isinstance(r, BaseException)] == [
@@ -79,13 +90,13 @@ def test_a_failing_batch_fails_each_of_its_callers_and_the_batcher_goes_on() -> 
 
     batcher: Batcher[int, int] = Batcher(handle, name="test")
 
-    async def run() -> None:
+    async def twice() -> None:
         with pytest.raises(RuntimeError, match="database down"):
             await batcher.submit(1)
         assert await batcher.submit(2) == 2
 
     try:
-        asyncio.run(run())
+        run(twice())
     finally:
         batcher.close()
 
@@ -100,10 +111,10 @@ def test_each_item_runs_in_the_context_of_the_request_that_submitted_it() -> Non
         with bound(f"rid-{name}"):
             return await batcher.submit(name)
 
-    async def run() -> list[str]:
+    async def three() -> list[str]:
         return await asyncio.gather(*(one(name) for name in "abc"))
 
     try:
-        assert asyncio.run(run()) == ["a:rid-a", "b:rid-b", "c:rid-c"]
+        assert run(three()) == ["a:rid-a", "b:rid-b", "c:rid-c"]
     finally:
         batcher.close()
