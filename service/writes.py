@@ -63,25 +63,8 @@ def insert_all(session: Session, rows: Sequence[tables.Base]) -> None:
 
 
 def insert_many(session: Session, *groups: Sequence[tables.Base]) -> bool:
-    """Insert groups of transient rows (each group one class, one executemany) in one
+    """Insert groups of transient rows (each group of one class, one statement) in one
     transaction and commit; False, rolled back, if a constraint refused any of them.
-
-    Like `insert_rows`, anything the session already did is committed first.
-    """
-    if session.in_transaction():
-        session.commit()
-    try:
-        for rows in groups:
-            insert_all(session, rows)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        return False
-    return True
-
-
-def insert_rows(session: Session, *rows: tables.Base) -> bool:
-    """Insert transient rows in one transaction and commit; False if a constraint refused them.
 
     Anything the session already did (a site created on first use) is committed first, so that
     a refused insert rolls back nothing but its own rows.
@@ -89,8 +72,8 @@ def insert_rows(session: Session, *rows: tables.Base) -> bool:
     if session.in_transaction():
         session.commit()
     try:
-        for row in rows:
-            insert_row(session, row)
+        for rows in groups:
+            insert_all(session, rows)
         session.commit()
     except IntegrityError:
         session.rollback()
