@@ -12,7 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
 from service import console, errors, logs, ratelimit
-from service.checks import check_batcher
+from service.batching import Batcher
+from service.checks import check_batch
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
@@ -25,7 +26,7 @@ from service.retraining import retrain_hook, retrain_outcomes
 from service.routers import akismet, comments, health, metrics, moderation, sites
 from service.routers import models as models_router
 from service.settings import Settings
-from service.submissions import submission_batcher
+from service.submissions import submission_batch
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,10 @@ def build_services(settings: Settings) -> Services:
     services.label_hooks.append(partial(remember_applied, services.memory))
     # Enough new labels queue a retrain (service/retraining.py).
     services.label_hooks.append(retrain_hook(settings, sessions, queue))
-    services.checks = check_batcher(services)
-    services.submissions = submission_batcher(services)
+    # Requests that arrive together are handled together, each kind by a thread of its own.
+    batch = settings.batch_max_size
+    services.checks = Batcher(partial(check_batch, services), "checks", batch)
+    services.submissions = Batcher(partial(submission_batch, services), "submissions", batch)
     return services
 
 

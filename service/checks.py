@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from classifier import LoadedModel, Thresholds
 from service import tables
-from service.batching import Batcher, Item
+from service.batching import Item
 from service.deps import Services
 from service.engine import attach, compute_verdicts, score_into
 from service.intake import SiteRef, new_comment, resolve_site, store_comment
@@ -31,15 +31,6 @@ class CheckRequest:
 
     account_id: int
     body: CheckIn
-
-
-def check_batcher(services: Services) -> Batcher[CheckRequest, CommentOut]:
-    """The process's batcher of checks (one thread; closed with the services)."""
-    return Batcher(
-        lambda items: check_batch(services, items),
-        name="checks",
-        max_batch=services.settings.batch_max_size,
-    )
 
 
 def check_batch(

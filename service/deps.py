@@ -48,7 +48,7 @@ class Services:
     memory: NearDuplicateMemory | None = None
     limiter: RateLimiter | None = None
     metrics: ServiceCollector | None = None
-    # Batches `POST /v1/check` (service/checks.py) and `POST /v1/comments` (service/intake.py).
+    # Batch `POST /v1/check` (service/checks.py) and `POST /v1/comments` (service/submissions.py).
     checks: Batcher[Any, Any] | None = None
     submissions: Batcher[Any, Any] | None = None
 

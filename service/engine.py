@@ -331,8 +331,12 @@ def score_stored_comments(
     If any of them was scored meanwhile (a second run of the same message, or the sweep), the
     batch's transaction fails on the unique verdict and each comment is scored on its own.
     """
+
+    def one_by_one() -> list[ScoreOutcome]:
+        return [score_stored_comment(sessions, i, model, claim_first, memory) for i in comment_ids]
+
     if len(comment_ids) == 1:
-        return [score_stored_comment(sessions, comment_ids[0], model, claim_first, memory)]
+        return one_by_one()
     with sessions() as session:
         rows = (
             session.execute(
@@ -349,9 +353,7 @@ def score_stored_comments(
         ]
         if len(todo) < len(comment_ids):  # missing, repeated or scored already: one by one
             session.rollback()
-            return [
-                score_stored_comment(sessions, i, model, claim_first, memory) for i in comment_ids
-            ]
+            return one_by_one()
         limits = [SiteThresholds.of(row.site).effective(model.thresholds) for row in todo]
         verdicts = compute_verdicts(
             todo, model, memory, [row.site.account_id for row in todo], limits
@@ -377,9 +379,7 @@ def score_stored_comments(
             session.commit()
         except IntegrityError:
             session.rollback()
-            return [
-                score_stored_comment(sessions, i, model, claim_first, memory) for i in comment_ids
-            ]
+            return one_by_one()
     return [
         ScoreOutcome(True, True, delivery.id if delivery is not None else None, claim)
         for delivery, claim in zip(deliveries, claims, strict=True)

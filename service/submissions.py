@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from service import logs, tables
-from service.batching import Batcher, Item
+from service.batching import Item
 from service.deps import Services
 from service.intake import SiteRef, new_comment, resolve_site, store_comment
 from service.schemas import CommentOut, WebhookCommentIn
@@ -39,15 +39,6 @@ class Accepted:
 
     comment: CommentOut
     created: bool
-
-
-def submission_batcher(services: Services) -> Batcher[Submission, Accepted]:
-    """The process's batcher of webhook submissions (one thread; closed with the services)."""
-    return Batcher(
-        lambda items: submission_batch(services, items),
-        name="submissions",
-        max_batch=services.settings.batch_max_size,
-    )
 
 
 def submission_batch(

@@ -26,7 +26,6 @@ from service import logs, tables
 from service.callbacks import (
     Attempted,
     Claim,
-    attempt,
     claim_new,
     deliver,
     make_client,
@@ -234,14 +233,10 @@ def _claim_first(
     return claim_new(delivery, ctx.settings, site.callback_secret, render_callback(comment, site))
 
 
-def _attempt(
-    app: Any, ctx: WorkerContext, delivery_id: uuid.UUID, claim: Claim | None = None
-) -> None:
+def _attempt(app: Any, ctx: WorkerContext, delivery_id: uuid.UUID) -> None:
+    """Claim and make one attempt at a due delivery; schedule the next if it failed."""
     try:
-        if claim is not None:
-            outcome = attempt(ctx.sessions, delivery_id, ctx.settings, ctx.client, claim)
-        else:
-            outcome = deliver(ctx.sessions, delivery_id, ctx.settings, ctx.client, render_delivery)
+        outcome = deliver(ctx.sessions, delivery_id, ctx.settings, ctx.client, render_delivery)
     except Exception:
         log.exception("callback %s: attempt failed to run; the sweep will retry", delivery_id)
         return
