@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from service.settings import Settings
 from tests.service.conftest import Account, create_account, serve_app, wait_until
 
 pytestmark = pytest.mark.xdist_group("rate_limits")
+T = TypeVar("T")
 
 WINDOW = 3600
 CHECK = {"content": "I love this song, thank you for sharing it", "blog": "https://blog.example"}
@@ -152,3 +154,61 @@ def test_pass_requests_when_redis_fails(settings: Settings) -> None:
     # loop running in the main thread.
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(asyncio.run, run()).result() == [None, None]
+
+
+def _in_a_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def test_lease_ahead_far_from_the_limit_and_stay_exact_near_it(
+    settings: Settings, redis_url: str
+) -> None:
+    """Far from its limit a key asks Redis once per many requests; the limit stays exact."""
+    limits = limited(settings, rate_limit_per_key=200, rate_limit_per_ip=0)
+    client = redis.Redis.from_url(redis_url)
+
+    async def run() -> tuple[list[bool], list[int]]:
+        limiter = RateLimiter(limits)
+        passed, counter = [], []
+        try:
+            for _ in range(230):
+                passed.append(await limiter.check("lease-key", None) is None)
+                counter.append(sum(int(client.get(n) or 0) for n in client.scan_iter("cg:rl:*")))
+        finally:
+            await limiter.close()
+        return passed, counter
+
+    try:
+        passed, counter = _in_a_thread(run())
+    finally:
+        client.close()
+    assert passed == [True] * 200 + [False] * 30
+    # The first request leased an eighth of the budget: Redis counted 25 at once...
+    assert counter[0] == 200 // 8
+    # ...so far fewer round trips than requests before the limit (each one moves the counter).
+    assert len(set(counter[:200])) < 60
+    # Past the limit every request is counted again, one by one.
+    assert counter[-1] - counter[-2] == 1
+
+
+def test_leases_of_two_processes_never_let_more_than_the_limit_through(settings: Settings) -> None:
+    """Two limiters (as two API processes) sharing one key's budget, interleaved."""
+    limits = limited(settings, rate_limit_per_key=100, rate_limit_per_ip=0)
+
+    async def run() -> int:
+        first, second = RateLimiter(limits), RateLimiter(limits)
+        passed = 0
+        try:
+            for i in range(300):
+                limiter = first if i % 3 else second
+                passed += await limiter.check("shared-key", None) is None
+        finally:
+            await first.close()
+            await second.close()
+        return passed
+
+    passed = _in_a_thread(run())
+    # Never more than the limit; fewer only by what one process leased and did not use
+    # (at most an eighth of what was left when it leased).
+    assert 100 - 100 // 8 <= passed <= 100
