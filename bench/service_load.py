@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this folder comes first on sys.path, and bench/classifier.py would shadow
@@ -349,6 +350,9 @@ delivered, {hook["duplicates"]:.0f} duplicates, p50 {hook["e2e_p50_ms"]:.0f} ms,
 p99 {hook["e2e_p99_ms"]:.0f} ms | all delivered \
 ({ok(hook["callbacks"] == hook["accepted"])}), p99 ≤ 1 s ({ok(hook["e2e_p99_ms"] <= 1000)}) |
 {"".join(_extra_row(args, row) for row in extra)}
+CPU per request (ms), by kind of process, over each phase:
+
+{cpu_table([("`/v1/check`", check), *((f"webhook {r['offered_rate']:.0f}/s", r) for r in extra), (f"webhook {hook['offered_rate']:.0f}/s", hook)])}
 Service CPU is the CPU time of the service's own processes (API, workers, beat, Redis) per
 request, so it does not depend on what else the machine runs: with both cores given to the
 service alone, that caps `/v1/check` at about {2000 / check["cpu_ms"]:.0f} req/s and the
@@ -376,25 +380,93 @@ webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. What each request 
 BENCH_DATABASE = "commentguard_bench"
 
 
-def service_cpu_seconds(pid: int) -> float:
-    """CPU time used so far by the service's processes (API, workers, beat, Redis), and by the
-    PostgreSQL backends serving the bench database when there are any."""
+SERVICE_ROLES = (
+    "serve",
+    "api",
+    "scoring worker",
+    "callback worker",
+    "retraining worker",
+    "beat",
+    "redis",
+    "postgres",
+)
+LOAD_ROLE = "load generator"
+
+
+def _role(process: Any, root_pid: int) -> str:
+    if process.pid == root_pid:
+        return "serve"
+    title = " ".join(process.info["cmdline"] or [])
+    for needle, role in (
+        ("spawn_main", "api"),
+        ("--queues scoring", "scoring worker"),
+        ("--queues callbacks", "callback worker"),
+        ("--queues retraining", "retraining worker"),
+        (" beat", "beat"),
+        ("redis-server", "redis"),
+    ):
+        if needle in title:
+            return role
+    return "serve"
+
+
+def cpu_by_role(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each kind of the service's processes (API, workers, beat,
+    Redis, and the PostgreSQL backends serving the bench database when there are any), and by
+    this process (the load generator and the callback receiver)."""
     import psutil
 
-    total = 0.0
+    seconds = dict.fromkeys((*SERVICE_ROLES, LOAD_ROLE), 0.0)
     root = psutil.Process(pid)
-    backends = []
+    found: list[tuple[str, Any]] = [(LOAD_ROLE, psutil.Process())]
     for process in psutil.process_iter(["name", "cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
         if process.info["name"] == "postgres" and f" {BENCH_DATABASE} " in title:
-            backends.append(process)
-    for process in [root, *root.children(recursive=True), *backends]:
+            found.append(("postgres", process))
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            process.info = {"cmdline": process.cmdline()}
+        except psutil.Error:
+            continue
+        found.append((_role(process, pid), process))
+    for role, process in found:
         try:
             times = process.cpu_times()
-            total += times.user + times.system
         except psutil.Error:
-            pass
-    return total
+            continue
+        seconds[role] += times.user + times.system
+    return seconds
+
+
+class CpuMeter:
+    """CPU per request over a phase: the service's in all, and each kind of process's."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = cpu_by_role(pid)
+
+    def per_request(self, row: dict[str, Any], requests: float) -> None:
+        after = cpu_by_role(self.pid)
+        ms = {role: (after[role] - self.before[role]) * 1000 / max(1, requests) for role in after}
+        row["cpu_ms"] = sum(ms[role] for role in SERVICE_ROLES)
+        row["cpu_roles"] = {role: round(value, 3) for role, value in ms.items()}
+
+
+def cpu_table(columns: list[tuple[str, dict[str, Any]]]) -> str:
+    """Milliseconds of CPU per request, by kind of process, one column per phase."""
+    head = "| process | " + " | ".join(name for name, _ in columns) + " |\n"
+    head += "| --- |" + " ---: |" * len(columns) + "\n"
+    rows = []
+    for role in (*SERVICE_ROLES, LOAD_ROLE):
+        values = [row["cpu_roles"][role] for _, row in columns]
+        if max(values) >= 0.005:
+            rows.append(f"| {role} | " + " | ".join(f"{v:.2f}" for v in values) + " |\n")
+    total = (
+        "| **service, in all** | "
+        + " | ".join(f"**{row['cpu_ms']:.2f}**" for _, row in columns)
+        + " |\n"
+    )
+    return head + "".join(rows) + total
 
 
 def _extra_row(args: argparse.Namespace, row: dict[str, float]) -> str:
@@ -410,26 +482,26 @@ async def run(args: argparse.Namespace, port: int, key: str, callback_port: int,
     receiver = Receiver()
     server = await asyncio.start_server(receiver.handle, "127.0.0.1", callback_port)
     print(f"/v1/check at concurrency {args.check_concurrency} ...", flush=True)
-    cpu = service_cpu_seconds(pid)
+    meter = CpuMeter(pid)
     check = await check_phase(port, key, args.check_concurrency, args.check_seconds)
     # Per request, warm-up included: what the service costs, whatever else runs here.
-    check["cpu_ms"] = (service_cpu_seconds(pid) - cpu) * 1000 / max(1, check["all_requests"])
+    meter.per_request(check, check["all_requests"])
     print(json.dumps(check), flush=True)
     # The lower rates first, while the queue is empty: each phase waits for its callbacks.
     extra = []
     for rate in args.extra_rates:
         print(f"webhook at {rate}/s for {args.extra_seconds}s ...", flush=True)
-        cpu = service_cpu_seconds(pid)
+        meter = CpuMeter(pid)
         row = await webhook_phase(
             port, key, rate, args.extra_seconds, callback_port, receiver, tag=f"r{rate:g}"
         )
-        row["cpu_ms"] = (service_cpu_seconds(pid) - cpu) * 1000 / max(1, row["accepted"])
+        meter.per_request(row, row["accepted"])
         extra.append(row)
         print(json.dumps(extra[-1]), flush=True)
     print(f"webhook at {args.rate}/s for {args.webhook_seconds}s ...", flush=True)
-    cpu = service_cpu_seconds(pid)
+    meter = CpuMeter(pid)
     hook = await webhook_phase(port, key, args.rate, args.webhook_seconds, callback_port, receiver)
-    hook["cpu_ms"] = (service_cpu_seconds(pid) - cpu) * 1000 / max(1, hook["accepted"])
+    meter.per_request(hook, hook["accepted"])
     print(json.dumps(hook), flush=True)
     server.close()
     text = report(args, check, hook, extra)

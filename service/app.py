@@ -114,9 +114,11 @@ def build_services(settings: Settings) -> Services:
     # Enough new labels queue a retrain (service/retraining.py).
     services.label_hooks.append(retrain_hook(settings, sessions, queue))
     # Requests that arrive together are handled together, each kind by a thread of its own.
-    batch = settings.batch_max_size
-    services.checks = Batcher(partial(check_batch, services), "checks", batch)
-    services.submissions = Batcher(partial(submission_batch, services), "submissions", batch)
+    size, threads = settings.batch_max_size, settings.batch_threads
+    services.checks = Batcher(partial(check_batch, services), "checks", size, threads)
+    services.submissions = Batcher(
+        partial(submission_batch, services), "submissions", size, threads
+    )
     return services
 
 

@@ -5,7 +5,9 @@ transaction, a Redis round trip, a call into the model. A `Batcher` takes every 
 its thread comes round, hands them to `handle` as one list, and answers each caller from the
 list it returns. Nothing waits for a batch to fill: a lone request is a batch of one, and under
 load the batches grow by themselves, with the time the previous batch took. (Inference servers
-call this dynamic batching.)
+call this dynamic batching.) With `threads` > 1, that many threads take batches from the same
+queue: while one waits on the database or Redis, another scores, so the round trips of one batch
+overlap the work of the next. `handle` must then be safe to call from several threads at once.
 
 `submit` is awaited from the event loop; `handle` runs in the batcher's thread, so it may block
 on the database. It returns one result per item, in order: a value, or the exception that item
@@ -50,15 +52,24 @@ _STOP = object()
 
 
 class Batcher(Generic[T, R]):
-    """Hands what callers submit to `handle`, in batches of at most `max_batch`."""
+    """Hands what callers submit to `handle`, in batches of at most `max_batch`, from `threads`
+    threads."""
 
-    def __init__(self, handle: Handler[T, R], name: str, max_batch: int = 64) -> None:
+    def __init__(
+        self, handle: Handler[T, R], name: str, max_batch: int = 64, threads: int = 1
+    ) -> None:
+        if threads < 1:
+            raise ValueError("a batcher needs at least one thread")
         self.handle = handle
         self.name = name
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def submit(self, value: T) -> R:
         """Queue `value`, wait for its batch, and return its result (or raise its exception)."""
@@ -67,9 +78,11 @@ class Batcher(Generic[T, R]):
         return await asyncio.wrap_future(future)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Finish what is queued, then stop the thread."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        """Finish what is queued, then stop the threads."""
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _next_batch(self) -> list[tuple[Item[T], Future[R]]] | None:
         first = self._queue.get()
@@ -82,7 +95,7 @@ class Batcher(Generic[T, R]):
             except queue.Empty:
                 break
             if entry is _STOP:
-                self._queue.put(_STOP)  # after this batch
+                self._queue.put(_STOP)  # this thread stops after this batch, or another does
                 break
             batch.append(entry)
         return batch  # type: ignore[return-value]

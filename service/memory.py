@@ -353,10 +353,7 @@ class NearDuplicateMemory:
                 _, account_id, signature = signed[0]
                 replies = [self._query(*self._query_of(account_id, signature))]
             else:
-                pipeline = self.client.pipeline(transaction=False)
-                for _, account_id, signature in signed:
-                    self._query(*self._query_of(account_id, signature), client=pipeline)
-                replies = pipeline.execute()
+                replies = self._query_all([self._query_of(a, sig) for _, a, sig in signed])
         except redis.RedisError as exc:
             with self._lock:
                 self._skip_until = time.monotonic() + OUTAGE_BACKOFF_SECONDS
@@ -369,6 +366,25 @@ class NearDuplicateMemory:
         for (i, _, signature), reply in zip(signed, replies, strict=True):
             found[i] = self._best(signature, reply)
         return found
+
+    def _query_all(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run the query script for each (keys, args) in one pipeline.
+
+        A pipeline of redis-py `Script`s first asks SCRIPT EXISTS, a round trip of its own on
+        every call; this sends EVALSHA directly and loads the script only when Redis answers
+        that it does not know it (after a restart).
+        """
+        for attempt in (1, 2):
+            pipeline = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipeline.evalsha(self._query.sha, len(keys), *keys, *args)
+            try:
+                return pipeline.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                self.client.script_load(_QUERY)
+        raise AssertionError("unreachable")
 
     def _query_of(self, account_id: int, signature: Signature) -> tuple[list[str], list[Any]]:
         """The query script's keys and arguments."""

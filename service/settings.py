@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Requests that arrive together are scored and stored together (service/batching.py):
     # at most this many at once; 1 handles each on its own.
     batch_max_size: int = Field(default=64, ge=1, le=1000)
+    # Threads per API process taking batches from each queue: with 2, one batch's database
+    # and Redis round trips overlap the scoring of the next.
+    batch_threads: int = Field(default=2, ge=1, le=16)
     # Webhook comments committed within this long of each other are queued as one message,
     # scored by a worker in one batch: a little latency for much less work per comment.
     queue_linger_seconds: float = Field(default=0.05, ge=0, le=1)

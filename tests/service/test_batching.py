@@ -118,3 +118,29 @@ def test_each_item_runs_in_the_context_of_the_request_that_submitted_it() -> Non
         assert run(three()) == ["a:rid-a", "b:rid-b", "c:rid-c"]
     finally:
         batcher.close()
+
+
+def test_with_two_threads_a_second_batch_is_handled_while_the_first_waits() -> None:
+    """With threads=2 a batch blocked on I/O does not hold up the next one: both handlers
+    are inside `handle` at the same time (the barrier would break with one thread)."""
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def handle(items: Sequence[Item[int]]) -> list[int | BaseException]:
+        both_inside.wait()
+        return [item.value + 1 for item in items]
+
+    batcher: Batcher[int, int] = Batcher(handle, name="test", max_batch=1, threads=2)
+
+    async def two() -> list[int]:
+        return await asyncio.gather(batcher.submit(1), batcher.submit(2))
+
+    try:
+        assert run(two()) == [2, 3]
+    finally:
+        batcher.close()
+    assert not any(thread.is_alive() for thread in batcher._threads), "close stops every thread"
+
+
+def test_a_batcher_needs_a_thread() -> None:
+    with pytest.raises(ValueError, match="at least one thread"):
+        Batcher(lambda items: [], name="test", threads=0)

@@ -234,6 +234,17 @@ def test_match_prefers_the_most_similar_label(memory: NearDuplicateMemory) -> No
     assert found is not None and (found.comment_id, found.label) == (str(near_id), "spam")
 
 
+def test_match_many_after_redis_forgot_the_script(memory: NearDuplicateMemory) -> None:
+    """A batch sends EVALSHA without asking first; after a restart (scripts gone) it reloads."""
+    spam_id = uuid.uuid4()
+    memory.remember(spam_id, 1, SPAM_TEXT, "spam")
+    memory.client.script_flush()
+    found = memory.match_many([(1, SPAM_NEAR), (1, UNRELATED), (2, SPAM_NEAR)])
+    assert found[0] is not None and found[0].comment_id == str(spam_id)
+    assert found[1:] == [None, None]
+    assert memory.client.script_exists(memory._query.sha) == [True]
+
+
 def test_remember_refuses_short_text(memory: NearDuplicateMemory) -> None:
     assert memory.remember(uuid.uuid4(), 1, SHORT, "spam") is False
     assert memory.match(1, SHORT) is None
