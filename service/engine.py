@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -31,6 +32,24 @@ log = logging.getLogger(__name__)
 
 class ModelNotLoaded(RuntimeError):
     """No model could be loaded (none trained, or the artifact failed verification)."""
+
+
+def settle_heap(replaced: bool) -> None:
+    """Move what is alive now, a freshly loaded model above all, out of the garbage
+    collector's way.
+
+    A model is some hundred thousand long-lived Python objects, and each full collection walks
+    every object in the process: about 75 ms here, holding the GIL, so a stall of every request
+    the process is serving, several times a minute under load. Frozen (`gc.freeze`), they are
+    skipped. After a swap the old model's objects are unfrozen and collected once (what a
+    reload costs), so reloads do not pile up cyclic garbage that would never be collected.
+    """
+    if not gc.isenabled():
+        return
+    if replaced:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ModelHolder:
@@ -86,8 +105,10 @@ class ModelHolder:
             merged = {**model.thresholds.to_dict(), **self.threshold_overrides}
             model.thresholds = Thresholds.from_dict(merged)
         with self._lock:
+            replaced = self._model is not None
             self._active_stamp = self._stamp()
             self._model = model
+        settle_heap(replaced)
         log.info("model %s loaded, thresholds %s", model.version, model.thresholds.to_dict())
         return model
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
+import weakref
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,26 @@ def test_keep_current_model_when_new_version_is_broken(models_dir: Path, tmp_pat
     (folder / "ACTIVE").write_text(f"{version}-broken\n")
     assert not holder.reload_if_changed()
     assert holder.current.version == version
+
+
+def test_a_loaded_model_is_out_of_the_collectors_way_and_a_replaced_one_is_freed(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    """Full collections skip the model's objects (frozen); a reload frees the old model."""
+    folder = tmp_path / "models"
+    version = active_version(models_dir)
+    assert version is not None
+    shutil.copytree(models_dir / version, folder / version)
+    set_active(folder, version)
+    holder = ModelHolder(folder, check_seconds=0.0)
+    model = holder.load()
+    pipeline = model.pipeline
+    in_generations = {id(o) for generation in range(3) for o in gc.get_objects(generation)}
+    assert id(pipeline) not in in_generations, "the model's objects are frozen"
+    assert gc.get_freeze_count() > 0
+    old = weakref.ref(pipeline)
+    del model, pipeline
+    shutil.copytree(folder / version, folder / f"{version}-b")
+    set_active(folder, f"{version}-b")
+    assert holder.reload_if_changed()
+    assert old() is None, "the replaced model is freed, not kept frozen"
