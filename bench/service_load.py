@@ -330,7 +330,7 @@ def report(
 
 `{command.strip()}` on {time.strftime("%Y-%m-%d")}; {machine()}. Everything on one machine over
 loopback: `commentguard serve --api-workers {args.api_workers} --workers-concurrency \
-{args.worker_concurrency}` (embedded Redis, a prefork scoring worker, a threaded callback worker,
+{args.worker_concurrency}` (embedded Redis, prefork scoring workers, a threaded callback worker,
 beat; {"PostgreSQL" if args.postgres else "SQLite"}), the load generator and the callback receiver (one asyncio process) share the
 same {os.cpu_count()} cores. Model: the default model, scoring with reasons.
 
@@ -545,7 +545,12 @@ def main() -> None:
     )
     parser.add_argument("--extra-seconds", type=float, default=15.0)
     parser.add_argument("--api-workers", type=int, default=2)
-    parser.add_argument("--worker-concurrency", type=int, default=1)
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="scoring worker processes (serve's default: one per core)",
+    )
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument(
         "--postgres",

@@ -752,7 +752,12 @@ def main() -> None:
     parser.add_argument("--labels-per-second", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32, help="per path")
     parser.add_argument("--api-workers", type=int, default=2)
-    parser.add_argument("--worker-concurrency", type=int, default=1)
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="scoring worker processes (serve's default: one per core)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--drain-seconds",

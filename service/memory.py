@@ -165,6 +165,7 @@ class Signer:
         self.num_perm = num_perm
         self.min_shingles = min_shingles
         self._template = MinHash(num_perm=num_perm, seed=SEED)
+        self._permutations = np.asarray(self._template.permutations, dtype=np.uint32)
         # datasketch picks the bands (b) and rows per band (r) for the threshold; an in-memory
         # index costs nothing to ask. Missed near-duplicates weigh 9:1 against extra candidates,
         # since every candidate's similarity is checked anyway: at 0.8 and 128 permutations that
@@ -203,12 +204,30 @@ class Signer:
         minhash.update_batch(shingles.tolist())
         return minhash
 
+    def values(self, shingles: np.ndarray) -> np.ndarray:
+        """The MinHash values of distinct shingle hashes, as `minhash` computes them, in one
+        numpy expression instead of through a datasketch object per text (a third of what
+        signing cost). datasketch's default scheme: MurmurHash3's finaliser on each hash,
+        then a * h + b modulo 2^32 per permutation, the least per permutation."""
+        if self._template.scheme != "affine32":  # pragma: no cover - pinned datasketch
+            minhash = MinHash(num_perm=self.num_perm, seed=SEED, hashfunc=int)
+            minhash.update_batch(shingles.tolist())
+            return np.asarray(minhash.hashvalues, dtype=np.uint32)
+        h = shingles.astype(np.uint32).reshape(-1, 1)
+        h ^= h >> np.uint32(16)
+        h *= np.uint32(0x85EBCA6B)
+        h ^= h >> np.uint32(13)
+        h *= np.uint32(0xC2B2AE35)
+        h ^= h >> np.uint32(16)
+        a, b = self._permutations
+        return np.asarray((h * a + b).min(axis=0), dtype=np.uint32)
+
     def sign(self, text: str) -> Signature | None:
         """The text's signature and band hashes, or None when it is too short to compare."""
-        minhash = self.minhash(text)
-        if minhash is None:
+        shingles = self.shingles(text)
+        if len(shingles) < self.min_shingles:
             return None
-        values = np.asarray(minhash.hashvalues, dtype=np.uint32)
+        values = self.values(shingles)
         bands = []
         for i, (start, stop) in enumerate(self.bands):
             digest = hashlib.blake2b(values[start:stop].tobytes(), digest_size=8).hexdigest()

@@ -87,6 +87,18 @@ def test_sign_identical_texts_alike(text: str) -> None:
     assert first.bands == again.bands
 
 
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(TEXTS)
+def test_signature_values_are_datasketchs_minhash(text: str) -> None:
+    """The vectorised signing computes exactly what datasketch's MinHash does (signatures
+    already stored in Redis stay comparable)."""
+    signer = Signer()
+    signature, minhash = signer.sign(text), signer.minhash(text)
+    assert (signature is None) == (minhash is None)
+    if signature is not None and minhash is not None:
+        assert np.array_equal(signature.values, np.asarray(minhash.hashvalues, dtype=np.uint32))
+
+
 def test_sign_same_in_another_process() -> None:
     signer = Signer()
     sign = signer.sign(SPAM_TEXT)
