@@ -340,12 +340,12 @@ class StatsOut(BaseModel):
 
 class AuditOut(BaseModel):
     id: int
-    label_id: int
+    label_id: int | None = Field(description="None once the label was taken back (undone)")
     actor: str | None
     user_id: int | None
     source: tables.LabelSource
     before: tables.LabelValue | None
-    after: tables.LabelValue
+    after: tables.LabelValue | None = Field(description="None: the label was removed")
     kind: tables.LabelKind
     decision: str | None
     note: str | None

@@ -322,6 +322,7 @@ class LabelKind(StrEnum):
     RESOLUTION = "resolution"  # either, where the verdict was unsure (held for a moderator)
     CONFIRMATION = "confirmation"  # agrees with the verdict
     UNSCORED = "unscored"  # the comment had no verdict yet
+    REMOVED = "removed"  # a first label taken back (console undo): the comment is unlabelled
 
 
 class LabelAudit(Base):
@@ -337,7 +338,11 @@ class LabelAudit(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), unique=True)
+    # None once the label is gone (a first label undone) and on the event that removed it:
+    # the audit keeps both events, what was decided and that it was taken back.
+    label_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labels.id", ondelete="SET NULL"), unique=True, default=None
+    )
     comment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
@@ -345,7 +350,7 @@ class LabelAudit(Base):
     actor: Mapped[str | None] = mapped_column(String(200), default=None)
     source: Mapped[str] = mapped_column(String(16))
     before: Mapped[str | None] = mapped_column(String(8), default=None)
-    after: Mapped[str] = mapped_column(String(8))
+    after: Mapped[str | None] = mapped_column(String(8))  # None: the label was removed
     kind: Mapped[str] = mapped_column(String(16))
     # The verdict's decision when the label was applied (None: not scored yet).
     decision: Mapped[str | None] = mapped_column(String(16), default=None)

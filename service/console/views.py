@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from classifier import registry
@@ -304,8 +304,9 @@ def undo_last(session: Session, services: Services, user: ConsoleUser) -> Undone
 
     A decision that replaced an earlier label is undone by applying that label again (a new,
     audited label, called back like any other). A decision that was the comment's first label
-    is removed with its audit row, which puts the comment back in the queue; that is refused
-    once its callback has been attempted (the platform has been told: label it again instead).
+    is removed, which puts the comment back in the queue; its audit row stays (without its
+    label) and a `removed` event is added, so the log keeps both. That is refused once its
+    callback has been attempted (the platform has been told: label it again instead).
     """
     newest = (
         select(tables.Label.id)
@@ -343,6 +344,7 @@ def undo_last(session: Session, services: Services, user: ConsoleUser) -> Undone
         session.commit()
         labels.after_commit([applied], services.queue, services.label_hooks)
         return Undone(audit.comment_id, previous)
+    assert audit.label_id is not None, "the query matched it to the comment's newest label"
     event = labels.event_name(audit.label_id)
     delivery = session.execute(
         select(tables.CallbackDelivery).where(
@@ -371,8 +373,24 @@ def undo_last(session: Session, services: Services, user: ConsoleUser) -> Undone
         .join(tables.Comment, tables.Comment.site_id == tables.Site.id)
         .where(tables.Comment.id == audit.comment_id)
     ).scalar_one()
-    session.execute(delete(tables.LabelAudit).where(tables.LabelAudit.id == audit.id))
-    session.execute(delete(tables.Label).where(tables.Label.id == audit.label_id))
+    removed = audit.label_id
+    session.execute(
+        update(tables.LabelAudit).where(tables.LabelAudit.label_id == removed).values(label_id=None)
+    )
+    session.execute(delete(tables.Label).where(tables.Label.id == removed))
+    session.add(
+        tables.LabelAudit(
+            comment_id=audit.comment_id,
+            user_id=user.principal.id,
+            actor=user.principal.name,
+            source=tables.LabelSource.MODERATOR.value,
+            before=audit.after,
+            after=None,
+            kind=tables.LabelKind.REMOVED.value,
+            decision=audit.decision,
+            note=UNDO_NOTE,
+        )
+    )
     session.commit()
     # The label hooks put it in the near-duplicate memory: take it out again, or its near-copies
     # would still be decided by a label that no longer exists.
@@ -560,6 +578,7 @@ def mistakes_per_day(
     start = today - timedelta(days=days - 1)
     query = select(tables.LabelAudit.created_at, tables.LabelAudit.kind).where(
         tables.LabelAudit.created_at >= datetime.combine(start, time(), UTC),
+        tables.LabelAudit.label_id.is_not(None),  # not a label taken back since
         tables.LabelAudit.kind.in_(
             [tables.LabelKind.FALSE_POSITIVE.value, tables.LabelKind.MISSED_SPAM.value]
         ),

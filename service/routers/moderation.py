@@ -604,7 +604,7 @@ def comment_history(comment_id: uuid.UUID, user: CurrentUser, session: SessionDe
                 user_id=a.user_id,
                 source=tables.LabelSource(a.source),
                 before=tables.LabelValue(a.before) if a.before else None,
-                after=tables.LabelValue(a.after),
+                after=tables.LabelValue(a.after) if a.after else None,
                 kind=tables.LabelKind(a.kind),
                 decision=a.decision,
                 note=a.note,

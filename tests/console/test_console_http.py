@@ -309,3 +309,35 @@ def test_link_a_near_duplicate_to_the_matched_comment(
     with login_client(console, "ada") as client:
         page = client.get(f"/console/comments/{copy}").text
         assert f'<a href="/console/comments/{original}">the matched comment</a>' in page
+
+
+def test_undo_of_a_first_label_keeps_both_events_in_the_audit(
+    console: Console, site: tuple[Account, str]
+) -> None:
+    account, blog = site
+    comment_id = check(console, account, blog, "An ordinary comment, labelled and then undone.")
+    with login_client(console, "ada") as client:
+        token = csrf_of(client)
+        headers = {"X-CSRF-Token": token}
+        labelled = client.post(
+            f"/console/comments/{comment_id}/label", data={"label": "spam"}, headers=headers
+        )
+        assert labelled.status_code == 200, labelled.text
+        undone = client.post("/console/undo", headers=headers)
+        assert undone.status_code == 200, undone.text
+    assert labels_of(console, comment_id) == [], "the comment is unlabelled again"
+    with console.sessions() as session:
+        audit = (
+            session.execute(
+                select(tables.LabelAudit)
+                .where(tables.LabelAudit.comment_id == uuid.UUID(comment_id))
+                .order_by(tables.LabelAudit.id)
+            )
+            .scalars()
+            .all()
+        )
+    assert [(a.label_id, a.before, a.after, a.actor, a.note) for a in audit] == [
+        (None, None, "spam", "ada", None),
+        (None, "spam", None, "ada", "undo"),
+    ]
+    assert audit[0].kind != "removed" and audit[1].kind == "removed"
