@@ -29,6 +29,7 @@ from training.retrain import (
     LabelRecord,
     RetrainParams,
     RetrainResult,
+    iter_runs,
     list_runs,
     new_run_id,
     read_run,
@@ -258,13 +259,16 @@ def retrain_if_due(settings: Settings, sessions: SessionFactory) -> RetrainResul
 
 
 def _last_run_start(settings: Settings) -> datetime | None:
-    """When the newest run (other than a skipped one) was queued or started."""
-    times = [
-        str(run.get("queued_at") or run.get("started_at"))
-        for run in list_runs(settings.models_dir)
-        if run.get("status") != "skipped" and (run.get("queued_at") or run.get("started_at"))
-    ]
-    return datetime.fromisoformat(max(times)) if times else None
+    """When the newest run (other than a skipped one) was queued or started.
+
+    Asked after every label commit: reads run records newest first (run ids sort by the time
+    they were made) and stops at the first that counts, not every run ever recorded.
+    """
+    for run in iter_runs(settings.models_dir, newest_first=True):
+        when = run.get("queued_at") or run.get("started_at")
+        if run.get("status") != "skipped" and when:
+            return datetime.fromisoformat(str(when))
+    return None
 
 
 def trigger_if_due(

@@ -35,7 +35,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -446,18 +446,21 @@ def read_run(models_dir: Path, run_id: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def list_runs(models_dir: Path) -> list[dict[str, Any]]:
-    """Every run's record, oldest first."""
+def iter_runs(models_dir: Path, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+    """Each run's record, read as it is reached, oldest (or newest) first by run id."""
     folder = models_dir / RUNS_DIR
     if not folder.is_dir():
-        return []
-    runs = []
-    for path in sorted(folder.glob("run-*.json")):
+        return
+    for path in sorted(folder.glob("run-*.json"), reverse=newest_first):
         try:
-            runs.append(json.loads(path.read_text()))
+            yield json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-    return runs
+
+
+def list_runs(models_dir: Path) -> list[dict[str, Any]]:
+    """Every run's record, oldest first."""
+    return list(iter_runs(models_dir))
 
 
 def last_finished_run(models_dir: Path) -> dict[str, Any] | None:
