@@ -148,6 +148,9 @@ def simulate(
     from service.retraining import params_from
 
     params: RetrainParams = params_from(settings)
+    overrides = _params_from_environment()
+    if overrides:
+        params = replace(params, **overrides)
     rng = random.Random(seed)
     clock = datetime(2030, 1, 1, tzinfo=UTC)
     labels: list[LabelRecord] = []
@@ -258,6 +261,15 @@ def _rates_from_environment() -> None:
     if rates:
         training.retrain.learn_all = functools.partial(learn_all, **rates)  # type: ignore[assignment]
         print(f"per-site targets {rates}")
+
+
+def _params_from_environment() -> dict[str, Any]:
+    """SIM_CALIBRATION_SHARE: try another RetrainParams value (exploration only)."""
+    import os
+
+    if "SIM_CALIBRATION_SHARE" in os.environ:
+        return {"calibration_share": float(os.environ["SIM_CALIBRATION_SHARE"])}
+    return {}
 
 
 def main() -> None:
