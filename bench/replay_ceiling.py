@@ -84,8 +84,11 @@ def main() -> None:
     parser.add_argument("corpora", nargs="+", choices=sorted(FOLDERS))
     parser.add_argument("--dedupe", action="store_true", help="Deduplicate the corpus first.")
     parser.add_argument("--variants", action="store_true", help="Try other pipeline settings.")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="Only these variants.")
     args = parser.parse_args()
     variants = VARIANTS if args.variants else {"default": {}}
+    if args.only:
+        variants = {name: VARIANTS[name] for name in args.only}
     print("| corpus | ham FPR allowed | F1 | recall | precision | ham FPR | ROC AUC |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in args.corpora:
