@@ -6,7 +6,12 @@ included: far more than any model learning from the stream in date order ever se
 ham false-positive rate of 1% (and 2%, 5%) is then an upper bound of what the replay can reach
 with this model family and these labels.
 
+`--dedupe` drops repeated normalised texts first (and texts labelled both ways:
+`training.corpora.deduplicate`), so no fold scores a copy of a comment it trained on;
+`--variants` also tries other settings of the pipeline (n-gram ranges, regularisation).
+
     .venv/bin/python bench/replay_ceiling.py youtube instagram
+    .venv/bin/python bench/replay_ceiling.py instagram --dedupe --variants
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from classifier.features import to_frame  # noqa: E402
-from training.corpora import read_file  # noqa: E402
+from training.corpora import deduplicate, read_file  # noqa: E402
 from training.metrics import classification_metrics, threshold_for_fpr  # noqa: E402
 from training.train import fit  # noqa: E402
 
@@ -32,15 +38,34 @@ FOLDERS = {
     "youtube": "data/corpora/youtube-spam-collection",
     "instagram": "data/corpora/instagram-scam-comments",
 }
+# Other settings of the same pipeline (classifier/pipeline.py's DEFAULT_PARAMS otherwise):
+# regularisation from strong to weak, shorter and longer character n-grams, fewer word n-grams.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "C=1": {"C": 1.0},
+    "C=5": {"C": 5.0},
+    "C=100": {"C": 100.0},
+    "chars 2-5": {"char_ngrams": (2, 5)},
+    "chars 3-6": {"char_ngrams": (3, 6)},
+    "words 1-2": {"word_ngrams": 2},
+}
 
 
-def ceiling(name: str, seed: int = 0) -> list[str]:
+def ceiling(
+    name: str,
+    seed: int = 0,
+    dedupe: bool = False,
+    params: dict[str, Any] | None = None,
+    label: str = "",
+) -> list[str]:
     examples = [e for p in sorted((ROOT / FOLDERS[name]).glob("*.csv")) for e in read_file(p)]
+    if dedupe:
+        examples = deduplicate(examples)
     y = np.array([e.label for e in examples])
     scores = np.zeros(len(examples))
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     for train_rows, test_rows in folds.split(np.zeros(len(y)), y):
-        model = fit([examples[i] for i in train_rows])
+        model = fit([examples[i] for i in train_rows], params)
         frame = to_frame([examples[i].comment for i in test_rows])
         scores[test_rows] = model.predict_proba(frame)[:, 1]
     lines = []
@@ -48,7 +73,7 @@ def ceiling(name: str, seed: int = 0) -> list[str]:
         threshold = threshold_for_fpr(y, scores, rate)
         m = classification_metrics(y, scores, threshold)
         lines.append(
-            f"| {name} | {rate:.0%} | {m['f1']:.3f} | {m['recall']:.3f} | {m['precision']:.3f} "
+            f"| {name}{label} | {rate:.0%} | {m['f1']:.3f} | {m['recall']:.3f} | {m['precision']:.3f} "
             f"| {m['fpr']:.2%} | {m['roc_auc']:.4f} |"
         )
     return lines
@@ -57,12 +82,20 @@ def ceiling(name: str, seed: int = 0) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpora", nargs="+", choices=sorted(FOLDERS))
+    parser.add_argument("--dedupe", action="store_true", help="Deduplicate the corpus first.")
+    parser.add_argument("--variants", action="store_true", help="Try other pipeline settings.")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="Only these variants.")
     args = parser.parse_args()
+    variants = VARIANTS if args.variants else {"default": {}}
+    if args.only:
+        variants = {name: VARIANTS[name] for name in args.only}
     print("| corpus | ham FPR allowed | F1 | recall | precision | ham FPR | ROC AUC |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in args.corpora:
-        for line in ceiling(name):
-            print(line, flush=True)
+        for variant, params in variants.items():
+            label = f" ({variant})" if args.variants else ""
+            for line in ceiling(name, dedupe=args.dedupe, params=params, label=label):
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from classifier import Decision  # noqa: E402
+from classifier import Decision, Thresholds  # noqa: E402
 from classifier.artifact import load_model  # noqa: E402
 from classifier.record import Comment  # noqa: E402
 from classifier.registry import activate  # noqa: E402
@@ -148,6 +148,9 @@ def simulate(
     from service.retraining import params_from
 
     params: RetrainParams = params_from(settings)
+    overrides = _params_from_environment()
+    if overrides:
+        params = replace(params, **overrides)
     rng = random.Random(seed)
     clock = datetime(2030, 1, 1, tzinfo=UTC)
     labels: list[LabelRecord] = []
@@ -161,7 +164,7 @@ def simulate(
         chunk = rows[start : start + batch]
         comments = [comment_of(row) for row in chunk]
         scores = model.probabilities(comments)
-        thresholds = model.thresholds.for_site(SITE)
+        thresholds = _global_discard_from_environment(model.thresholds).for_site(SITE)
         for row, comment, raw in zip(chunk, comments, scores, strict=True):
             score = float(raw)
             decision = thresholds.decide(score)
@@ -258,6 +261,26 @@ def _rates_from_environment() -> None:
     if rates:
         training.retrain.learn_all = functools.partial(learn_all, **rates)  # type: ignore[assignment]
         print(f"per-site targets {rates}")
+
+
+def _global_discard_from_environment(thresholds: Thresholds) -> Thresholds:
+    """SIM_GLOBAL_DISCARD: another model-wide `discard` (exploration only; a site's own
+    learned thresholds are kept)."""
+    import os
+
+    if "SIM_GLOBAL_DISCARD" not in os.environ:
+        return thresholds
+    discard = max(thresholds.spam, float(os.environ["SIM_GLOBAL_DISCARD"]))
+    return Thresholds(thresholds.unsure, thresholds.spam, discard, thresholds.sites)
+
+
+def _params_from_environment() -> dict[str, Any]:
+    """SIM_CALIBRATION_SHARE: try another RetrainParams value (exploration only)."""
+    import os
+
+    if "SIM_CALIBRATION_SHARE" in os.environ:
+        return {"calibration_share": float(os.environ["SIM_CALIBRATION_SHARE"])}
+    return {}
 
 
 def main() -> None:
