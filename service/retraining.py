@@ -166,7 +166,8 @@ def queue_run(settings: Settings, trigger: str) -> str:
     write_run(
         settings.models_dir,
         run_id,
-        {"status": "queued", "trigger": trigger, "queued_at": _now()},
+        # To the microsecond: the run learns from the labels given before this moment.
+        {"status": "queued", "trigger": trigger, "queued_at": datetime.now(UTC).isoformat()},
     )
     return run_id
 
@@ -198,9 +199,15 @@ def run_retrain(
                 run_id,
                 {**base, "status": "running", "started_at": now.isoformat()},
             )
+            # A queued run learns from the labels given before it was asked for (the ones
+            # that triggered it), not from whatever else arrives while it waits or reads: the
+            # same labels in the same order train the same model, whatever the machine's speed
+            # (so a replay with the same seed gives the same figures).
+            queued_at = base["queued_at"]
+            cutoff = datetime.fromisoformat(str(queued_at)) if queued_at else now
             try:
-                labels = load_labels(sessions, until=now)
-                published = published_unlabelled(sessions, until=now)
+                labels = load_labels(sessions, until=cutoff)
+                published = published_unlabelled(sessions, until=cutoff)
                 corpus = load_bundled(settings.retrain_corpora)
                 result = retrain(
                     corpus,

@@ -397,3 +397,25 @@ def test_count_published_unlabelled_comments_per_site(
         session.commit()
         key = str(site.id)
     assert published_unlabelled(sessions)[key] == 2
+
+
+def test_a_queued_run_learns_from_the_labels_given_before_it_was_queued(
+    settings: Settings, sessions: db.SessionFactory, owner: Account, instagram: list[Example]
+) -> None:
+    """Labels that arrive while a run waits in the queue are for the next run: what a run
+    trains on does not depend on how fast a worker picks it up."""
+    from service.retraining import queue_run
+
+    before = len(load_labels(sessions))
+    _store_labelled(sessions, owner.id, instagram[500:540])
+    run_id = queue_run(settings, "test")
+    _store_labelled(sessions, owner.id, instagram[540:560])  # while the run waits
+    assert len(load_labels(sessions)) == before + 60
+    current = active_version(settings.models_dir)
+    try:
+        result = run_retrain(settings, sessions, run_id=run_id, trigger="test")
+        assert result is not None
+        assert result.record["data"]["labels"] == before + 40
+    finally:
+        assert current is not None
+        set_active(settings.models_dir, current)
