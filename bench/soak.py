@@ -330,8 +330,9 @@ class Soak:
 INDEX_INTERVAL = 60.0  # seconds between two measures of the near-duplicate index
 
 
-def index_bytes(redis_process: psutil.Process) -> int:
-    """Bytes (MEMORY USAGE) of the near-duplicate memory's keys in the embedded Redis."""
+def index_bytes(redis_process: psutil.Process) -> tuple[int, int, str]:
+    """Bytes (MEMORY USAGE) of the near-duplicate memory's keys in the embedded Redis, with
+    what Redis counts as allocated in all (`used_memory`) and its allocator."""
     import redis
 
     from service.memory import DEFAULT_PREFIX
@@ -345,7 +346,9 @@ def index_bytes(redis_process: psutil.Process) -> int:
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.memory_usage(key)
-        return sum(size or 0 for size in pipe.execute())
+        index = sum(size or 0 for size in pipe.execute())
+        info = client.info("memory")
+        return index, int(info["used_memory"]), str(info.get("mem_allocator", "?"))
     finally:
         client.close()
 
@@ -386,6 +389,8 @@ class MemorySampler(threading.Thread):
         # Bytes of the near-duplicate memory's keys in Redis, sampled once a minute: data the
         # service keeps by design (an entry per labelled comment), as PostgreSQL keeps rows.
         self.index: list[tuple[float, int]] = []
+        self.redis_used: list[tuple[float, int]] = []  # Redis's own count of what it allocated
+        self.redis_allocator = "?"
         self.t0 = time.perf_counter()
         self.done = threading.Event()
 
@@ -405,7 +410,9 @@ class MemorySampler(threading.Thread):
                     not self.index or now - self.index[-1][0] >= INDEX_INTERVAL
                 ):
                     with contextlib.suppress(Exception):
-                        self.index.append((now, index_bytes(process)))
+                        index, used, self.redis_allocator = index_bytes(process)
+                        self.index.append((now, index))
+                        self.redis_used.append((now, used))
 
     def run(self) -> None:
         while not self.done.wait(0 if not self.load else self.interval):
@@ -432,6 +439,15 @@ class MemorySampler(threading.Thread):
                     row["index_mib"] = (round(warm_index / 2**20, 1), round(end_index / 2**20, 1))
                     row["raw_growth"] = row["growth"]
                     row["growth"] = round((max(last) - end_index) / (base[-1] - warm_index) - 1, 4)
+                    # What Redis itself counts as allocated besides the index: its data apart
+                    # from the labelled comments (queues, ...), whatever the allocator keeps.
+                    warm_used = max((u for t, u in self.redis_used if t <= warmup_end), default=0)
+                    end_used = self.redis_used[-1][1]
+                    row["used_besides_index_mib"] = (
+                        round((warm_used - warm_index) / 2**20, 2),
+                        round((end_used - end_index) / 2**20, 2),
+                    )
+                    row["allocator"] = self.redis_allocator
             row["peak_mib"] = round(max(rss for _, rss in samples) / 2**20, 1)
             rows.append(row)
         return sorted(rows, key=lambda r: r["process"])
@@ -650,7 +666,9 @@ def report(summary: dict[str, Any], disturbed: bool) -> str:
         + (f"{row['growth']:+.1%}" if "growth" in row else row.get("note", ""))
         + (
             f" ({row['raw_growth']:+.1%} with the near-duplicate index, which grew from "
-            f"{row['index_mib'][0]} to {row['index_mib'][1]} MiB)"
+            f"{row['index_mib'][0]} to {row['index_mib'][1]} MiB; allocated by Redis besides "
+            f"the index, by its own count: {row['used_besides_index_mib'][0]} → "
+            f"{row['used_besides_index_mib'][1]} MiB; allocator {row['allocator']})"
             if "raw_growth" in row
             else ""
         )
