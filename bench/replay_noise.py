@@ -31,16 +31,13 @@ sys.path.insert(0, str(ROOT))
 from datasketch import MinHash, MinHashLSH  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
+from bench.replay_ceiling import FOLDERS  # noqa: E402
 from classifier.features import to_frame  # noqa: E402
 from classifier.normalize import normalize_text  # noqa: E402
 from training.corpora import Example, deduplicate, read_file  # noqa: E402
 from training.metrics import threshold_for_fpr  # noqa: E402
 from training.train import fit  # noqa: E402
 
-FOLDERS = {
-    "youtube": "data/corpora/youtube-spam-collection",
-    "instagram": "data/corpora/instagram-scam-comments",
-}
 SHINGLE = 5
 JACCARD = 0.8
 # The marks of a money scam, as the corpus's spam shows them: an amount, a contact request, a

@@ -15,6 +15,16 @@ from classifier.artifact import active_version, set_active
 from service.engine import ModelHolder, ModelNotLoaded
 
 
+def own_copy(models_dir: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A models folder of the test's own, holding a copy of the active version."""
+    folder = tmp_path / "models"
+    version = active_version(models_dir)
+    assert version is not None
+    shutil.copytree(models_dir / version, folder / version)
+    set_active(folder, version)
+    return folder, version
+
+
 def test_load_active_model_with_threshold_override(models_dir: Path) -> None:
     holder = ModelHolder(models_dir, {"discard": 1.0})
     model = holder.load()
@@ -30,11 +40,7 @@ def test_refuse_current_before_load(tmp_path: Path) -> None:
 
 
 def test_reload_when_active_changes(models_dir: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "models"
-    version = active_version(models_dir)
-    assert version is not None
-    shutil.copytree(models_dir / version, folder / version)
-    set_active(folder, version)
+    folder, version = own_copy(models_dir, tmp_path)
     holder = ModelHolder(folder, check_seconds=0.0)
     holder.load()
     assert not holder.reload_if_changed()
@@ -45,11 +51,7 @@ def test_reload_when_active_changes(models_dir: Path, tmp_path: Path) -> None:
 
 
 def test_keep_current_model_when_new_version_is_broken(models_dir: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "models"
-    version = active_version(models_dir)
-    assert version is not None
-    shutil.copytree(models_dir / version, folder / version)
-    set_active(folder, version)
+    folder, version = own_copy(models_dir, tmp_path)
     holder = ModelHolder(folder, check_seconds=0.0)
     holder.load()
     broken = folder / f"{version}-broken"
@@ -64,11 +66,7 @@ def test_a_loaded_model_is_out_of_the_collectors_way_and_a_replaced_one_is_freed
     models_dir: Path, tmp_path: Path
 ) -> None:
     """Full collections skip the model's objects (frozen); a reload frees the old model."""
-    folder = tmp_path / "models"
-    version = active_version(models_dir)
-    assert version is not None
-    shutil.copytree(models_dir / version, folder / version)
-    set_active(folder, version)
+    folder, version = own_copy(models_dir, tmp_path)
     holder = ModelHolder(folder, check_seconds=0.0)
     model = holder.load()
     pipeline = model.pipeline
