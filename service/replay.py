@@ -136,6 +136,20 @@ class ServiceClient:
     def close(self) -> None:
         self.http.close()
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; when the service's rate limits refuse it (429, or an Akismet answer
+        with its alert headers), wait as long as Retry-After says and send it again, within
+        the client's timeout."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            response = self.http.request(method, path, **kwargs)
+            limited = response.status_code == 429 or (
+                "x-akismet-alert-code" in response.headers and "retry-after" in response.headers
+            )
+            if not limited or time.monotonic() > deadline:
+                return response
+            time.sleep(float(response.headers.get("retry-after", "1")))  # as the service asks
+
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 400:
             raise ReplayError(
@@ -146,8 +160,8 @@ class ServiceClient:
 
     def submit(self, row: Row, site: str) -> str:
         body = {**row.fields, "external_id": row.id, "blog": site}
-        response = self.http.post(
-            "/v1/comments", json=body, headers={"Authorization": f"Bearer {self.api_key}"}
+        response = self._send(
+            "POST", "/v1/comments", json=body, headers={"Authorization": f"Bearer {self.api_key}"}
         )
         return str(self._check(response).json()["id"])
 
@@ -156,8 +170,10 @@ class ServiceClient:
         deadline = time.monotonic() + self.timeout
         pause = 0.002
         while True:
-            response = self.http.get(
-                f"/v1/comments/{comment_id}", headers={"Authorization": f"Bearer {self.api_key}"}
+            response = self._send(
+                "GET",
+                f"/v1/comments/{comment_id}",
+                headers={"Authorization": f"Bearer {self.api_key}"},
             )
             verdict = self._check(response).json().get("verdict")
             if verdict is not None:
@@ -168,7 +184,8 @@ class ServiceClient:
             pause = min(pause * 2, 0.05)
 
     def label(self, comment_id: str, label: str) -> dict[str, Any]:
-        response = self.http.post(
+        response = self._send(
+            "POST",
             f"/v1/comments/{comment_id}/label",
             json={"label": label, "note": "replay"},
             headers={"Authorization": f"Bearer {self.moderator_token}"},
@@ -184,7 +201,7 @@ class ServiceClient:
             "comment_author": row.fields.get("author", ""),
             "user_ip": row.fields.get("user_ip", "127.0.0.1"),
         }
-        response = self.http.post("/1.1/submit-spam", data=form)
+        response = self._send("POST", "/1.1/submit-spam", data=form)
         self._check(response)
 
     def settle(self) -> list[dict[str, Any]]:
@@ -194,7 +211,7 @@ class ServiceClient:
         headers = {"Authorization": f"Bearer {self.moderator_token}"}
         waited: dict[str, dict[str, Any]] = {}
         while True:
-            runs = self._check(self.http.get("/v1/models/runs", headers=headers)).json()
+            runs = self._check(self._send("GET", "/v1/models/runs", headers=headers)).json()
             busy = [run for run in runs if run.get("status") in ("queued", "running")]
             for run in busy:
                 waited[str(run["run_id"])] = run
@@ -206,7 +223,7 @@ class ServiceClient:
         if not waited:
             return []
         ended = [run for run in runs if str(run.get("run_id")) in waited]
-        models = self._check(self.http.get("/v1/models", headers=headers)).json()
+        models = self._check(self._send("GET", "/v1/models", headers=headers)).json()
         active = models.get("active")
         while self.served_version() != active:
             if time.monotonic() > deadline:
@@ -215,7 +232,7 @@ class ServiceClient:
         return ended
 
     def served_version(self) -> str | None:
-        response = self._check(self.http.get("/readyz"))
+        response = self._check(self._send("GET", "/readyz"))
         version = response.json().get("model_version")
         return str(version) if version else None
 
@@ -422,6 +439,10 @@ def embedded_service(
         "data_dir": workdir / "var",
         "model_reload_check_seconds": 0.0,
         "retrain_corpora": list(corpora),
+        # One client plays a whole site's traffic, its moderators and its feedback from one
+        # address: the service's limits per key and per IP would throttle the replay itself.
+        "rate_limit_per_key": 0,
+        "rate_limit_per_ip": 0,
     }
     if retrain_every is not None:
         overrides["retrain_label_count"] = retrain_every
