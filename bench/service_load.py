@@ -246,8 +246,9 @@ def service_env(
         COMMENTGUARD_MODELS_DIR=str(models_dir),
         COMMENTGUARD_CALLBACK_ALLOWED_HOSTS=f"127.0.0.1:{callback_port}",
         COMMENTGUARD_LOG_LEVEL="WARNING",
-        # The limits stay on (their Redis round trip is part of every request's cost), set
-        # far above what one machine can send: this measures capacity, not the limits.
+        # The limits stay on (leasing requests from Redis is part of the cost), set far above
+        # what one machine can send: this measures capacity, not the limits. Logs at WARNING:
+        # no access line per request.
         COMMENTGUARD_RATE_LIMIT_PER_KEY="10000000",
         COMMENTGUARD_RATE_LIMIT_PER_IP="10000000",
     )
@@ -373,6 +374,8 @@ webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. What each request 
   and called back.
 - The load generator and the callback receiver (one Python process) take CPU from the same
   cores as the service; so do other jobs on a shared machine (see the load average).
+- The service logs at WARNING during the run (no access line per request); the rate limits
+  are on, set far above what the load generator sends.
 
 """
 
