@@ -273,6 +273,13 @@ class CallbackReceiver:
                 pytest.fail(f"{what} not seen within {timeout:.0f}s")
 
 
+class _Receiving(ThreadingHTTPServer):
+    # Workers post callbacks in parallel bursts (a thread per delivery): with the default
+    # listen backlog of 5, a connection could wait out a SYN retry, past the tests' callback
+    # timeout, and be attempted twice.
+    request_queue_size = 128
+
+
 @pytest.fixture(scope="module")
 def receiver(settings: Settings) -> Iterator[CallbackReceiver]:
     engine = db.make_engine(settings)
@@ -304,7 +311,7 @@ def receiver(settings: Settings) -> Iterator[CallbackReceiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Receiving(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
