@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import ctypes.util
 import gc
 import logging
 import threading
@@ -64,11 +64,9 @@ def _return_free_memory() -> None:
     keeps them: without this, each reload left a process about 17 MB larger (a model's worth),
     measured on this service's model.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+    # The process's own symbols, the C library's among them; no malloc_trim: not glibc.
+    with contextlib.suppress(AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 class ModelHolder:

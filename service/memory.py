@@ -165,6 +165,8 @@ class Signer:
         self.num_perm = num_perm
         self.min_shingles = min_shingles
         self._template = MinHash(num_perm=num_perm, seed=SEED)
+        if self._template.scheme != "affine32":  # what `values` computes; datasketch is pinned
+            raise RuntimeError(f"datasketch's MinHash scheme {self._template.scheme!r} is new")
         self._permutations = np.asarray(self._template.permutations, dtype=np.uint32)
         # datasketch picks the bands (b) and rows per band (r) for the threshold; an in-memory
         # index costs nothing to ask. Missed near-duplicates weigh 9:1 against extra candidates,
@@ -209,10 +211,6 @@ class Signer:
         numpy expression instead of through a datasketch object per text (a third of what
         signing cost). datasketch's default scheme: MurmurHash3's finaliser on each hash,
         then a * h + b modulo 2^32 per permutation, the least per permutation."""
-        if self._template.scheme != "affine32":  # pragma: no cover - pinned datasketch
-            minhash = MinHash(num_perm=self.num_perm, seed=SEED, hashfunc=int)
-            minhash.update_batch(shingles.tolist())
-            return np.asarray(minhash.hashvalues, dtype=np.uint32)
         h = shingles.astype(np.uint32).reshape(-1, 1)
         h ^= h >> np.uint32(16)
         h *= np.uint32(0x85EBCA6B)
@@ -368,11 +366,7 @@ class NearDuplicateMemory:
         if not signed:
             return found
         try:
-            if len(signed) == 1:
-                _, account_id, signature = signed[0]
-                replies = [self._query(*self._query_of(account_id, signature))]
-            else:
-                replies = self._query_all([self._query_of(a, sig) for _, a, sig in signed])
+            replies = self._query_all([self._query_of(a, sig) for _, a, sig in signed])
         except redis.RedisError as exc:
             with self._lock:
                 self._skip_until = time.monotonic() + OUTAGE_BACKOFF_SECONDS
@@ -387,23 +381,24 @@ class NearDuplicateMemory:
         return found
 
     def _query_all(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """Run the query script for each (keys, args) in one pipeline.
+        """Run the query script for each (keys, args) in one round trip.
 
         A pipeline of redis-py `Script`s first asks SCRIPT EXISTS, a round trip of its own on
         every call; this sends EVALSHA directly and loads the script only when Redis answers
         that it does not know it (after a restart).
         """
-        for attempt in (1, 2):
+
+        def send() -> list[Any]:
             pipeline = self.client.pipeline(transaction=False)
             for keys, args in calls:
                 pipeline.evalsha(self._query.sha, len(keys), *keys, *args)
-            try:
-                return pipeline.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise
-                self.client.script_load(_QUERY)
-        raise AssertionError("unreachable")
+            return pipeline.execute()
+
+        try:
+            return send()
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(_QUERY)
+            return send()
 
     def _query_of(self, account_id: int, signature: Signature) -> tuple[list[str], list[Any]]:
         """The query script's keys and arguments."""

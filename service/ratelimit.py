@@ -79,7 +79,7 @@ class RateLimiter:
         self._secret = settings.secret_key.encode()
         self._pause_seconds = pause_seconds
         self._paused_until = 0.0
-        self._leases: dict[str, _Lease] = {}
+        self._leases: dict[tuple[str, str], _Lease] = {}  # by (scope, key or address)
         self._leases_window = -1
         self._redis: redis.asyncio.Redis | None = None
         if settings.redis_url and (self.per_key or self.per_ip):
@@ -95,13 +95,13 @@ class RateLimiter:
         digest = hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()[:32]
         return f"cg:rl:{scope}:{digest}:{window}"
 
-    def _lease(self, name: str, window: int) -> _Lease:
+    def _lease(self, scope: str, value: str, window: int) -> _Lease:
         if window != self._leases_window or len(self._leases) >= MAX_TRACKED:
             self._leases.clear()
             self._leases_window = window
-        lease = self._leases.get(name)
+        lease = self._leases.get((scope, value))
         if lease is None:
-            lease = self._leases[name] = _Lease()
+            lease = self._leases[(scope, value)] = _Lease()
         return lease
 
     async def check(self, key: str | None, ip: str | None) -> Limited | None:
@@ -112,12 +112,13 @@ class RateLimiter:
         if now < self._paused_until:
             return None
         window = int(now // self.window)
-        counted: list[tuple[str, int, str, _Lease]] = []  # scope, limit, counter, lease
+        counted: list[tuple[str, str, int, _Lease]] = []  # scope, key or address, limit, lease
         for scope, value, limit in ((KEY_SCOPE, key, self.per_key), (IP_SCOPE, ip, self.per_ip)):
             if value and limit:
-                name = self._name(scope, value, window)
-                counted.append((scope, limit, name, self._lease(name, window)))
-        asks = [(limit, name, lease) for _, limit, name, lease in counted if lease.left == 0]
+                counted.append((scope, value, limit, self._lease(scope, value, window)))
+        # Only a counter whose lease is spent is hashed and asked for more.
+        asks = [(limit, self._name(scope, value, window), lease)
+                for scope, value, limit, lease in counted if lease.left == 0]  # fmt: skip
         if asks:
             pipe = self._redis.pipeline(transaction=False)
             chunks = []
@@ -138,7 +139,7 @@ class RateLimiter:
                 # The counter went from count - chunk to count: ours are those within the limit.
                 lease.left += max(0, min(count, limit) - (count - chunk))
         refused = None
-        for scope, limit, _, lease in counted:
+        for scope, _, limit, lease in counted:
             if lease.left > 0:
                 lease.left -= 1
             elif refused is None:
