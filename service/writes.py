@@ -3,15 +3,26 @@
 The ORM's unit of work (identity map, change tracking, flush ordering) cost about 1 ms of CPU
 per checked comment; a Core INSERT of the same columns costs a fraction of that. The objects
 stay plain transient rows the API answers from, so callers see the same `tables.Comment`.
+
+On PostgreSQL a batch of rows goes as ONE parameter, a JSON array that the server unpacks
+with `json_populate_recordset` into the table's own row type. The statement's text is the same
+whatever the batch size, so psycopg converts it once and prepares it on the server. A multi-row
+`INSERT ... VALUES` has a different text for every size and, past 50 parameters, psycopg
+re-parses it on every call with a regular expression: that parse cost about 1.4 ms of CPU for
+16 comments, and the whole insert about 0.4 ms per comment against 0.1 ms now (measured in
+one process, comments and verdicts of 16 checks a batch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Table, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -38,6 +49,64 @@ def column_values(row: tables.Base) -> dict[str, Any]:
     return values
 
 
+@cache
+def _defaults(cls: type[tables.Base]) -> tuple[tuple[str, Callable[[], Any]], ...]:
+    """(column, a function of no arguments giving its Python-side default) for each column
+    that has one: what a Core INSERT fills in for a column left out."""
+    found = []
+    for column in table_of(cls).columns:
+        default = column.default
+        if default is None or not (default.is_scalar or default.is_callable):
+            continue
+        arg: Any = getattr(default, "arg", None)
+        if default.is_callable:
+            found.append((column.key, lambda arg=arg: arg(None)))  # wrapped to take a context
+        else:
+            found.append((column.key, lambda arg=arg: arg))
+    return tuple(found)
+
+
+def _json_value(value: Any) -> str:
+    """A column value json cannot write itself, as PostgreSQL reads it from JSON text."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"no JSON form for a {type(value).__name__} column value")
+
+
+@cache
+def _recordset_insert(table: Table, columns: tuple[str, ...], quote: Callable[[str], str]) -> str:
+    """The INSERT of `columns` from one JSON array of objects keyed by column name."""
+    if any(table.c[column].name != column for column in columns):
+        raise ValueError(f"{table.name}: a column's key differs from its name")
+    names = ", ".join(quote(column) for column in columns)
+    name = quote(table.name)
+    return (
+        f"INSERT INTO {name} ({names}) "
+        f"SELECT {names} FROM json_populate_recordset(NULL::{name}, %s::json)"
+    )
+
+
+def _insert_recordset(connection: Connection, rows: Sequence[tables.Base]) -> None:
+    """INSERT rows of one class as one JSON parameter (PostgreSQL)."""
+    cls = type(rows[0])
+    defaults = _defaults(cls)
+    values = []
+    for row in rows:
+        row_values = column_values(row)
+        for column, default in defaults:
+            if column not in row_values:
+                row_values[column] = default()
+        values.append(row_values)
+    columns = tuple(values[0])
+    if any(len(v) != len(columns) or v.keys() != values[0].keys() for v in values[1:]):
+        raise ValueError("rows inserted together must set the same columns")
+    quote = connection.dialect.identifier_preparer.quote
+    statement = _recordset_insert(table_of(cls), columns, quote)
+    connection.exec_driver_sql(statement, (json.dumps(values, default=_json_value),))
+
+
 def table_of(cls: type[tables.Base]) -> Table:
     """The Core table a mapped class is stored in."""
     table = cls.__table__
@@ -53,10 +122,16 @@ def insert_row(session: Session, row: tables.Base) -> None:
 def insert_all(session: Session, rows: Sequence[tables.Base]) -> None:
     """INSERT transient rows of one class in one statement (not committed).
 
-    With RETURNING, SQLAlchemy sends the rows as one multi-row INSERT ("insertmanyvalues")
-    rather than the driver's executemany, which costs psycopg much more CPU per row.
+    On PostgreSQL, as one JSON parameter (see the module's docstring). Elsewhere, with
+    RETURNING, SQLAlchemy sends the rows as one multi-row INSERT ("insertmanyvalues") rather
+    than the driver's executemany, which costs much more CPU per row.
     """
-    if rows:
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        _insert_recordset(connection, rows)
+    else:
         table = table_of(type(rows[0]))
         statement = insert(table).returning(*table.primary_key.columns)
         session.execute(statement, [column_values(row) for row in rows]).close()

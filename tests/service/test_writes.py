@@ -1,0 +1,96 @@
+"""The hot-path writes store every column as given, on SQLite and on PostgreSQL (where a batch
+goes as one JSON parameter), fill in the columns' defaults, and refuse a duplicate as a whole."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from service import db, tables
+from service.settings import Settings
+from service.writes import insert_many
+
+from .conftest import Account
+
+
+def _comment(site_id: int, n: int, **fields: object) -> tables.Comment:
+    values: dict[str, object] = {
+        "id": uuid.uuid4(),
+        "site_id": site_id,
+        "external_id": f"w-{uuid.uuid4().hex}-{n}",
+        "callback_url": None,
+        "status": tables.CommentStatus.SCORED,
+        "is_test": n % 2 == 0,
+        "content": f"Comment {n}: «quoted» \"double\" \\ back\nslash, emoji 🚀, tab\t, 'single'",
+        "author": "Zoë",
+        "author_email": "z@example.org",
+        "user_ip": "2001:db8::1",
+        "extra": {"nested": {"list": [1, 2.5, None, True], "text": "ü\u2028"}, "n": n},
+        "created_at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2))),
+        "received_at": datetime(2026, 1, 2, 1, 0, 0, tzinfo=UTC),
+    }
+    values.update(fields)
+    return tables.Comment(**values)
+
+
+def _verdict(comment: tables.Comment) -> tables.Verdict:
+    return tables.Verdict(
+        comment_id=comment.id,
+        score=0.123456789,
+        decision="unsure",
+        reasons=[{"code": "link", "text": "a link to ex.example", "weight": 0.25}],
+        model_version="v-test",
+        duration_ms=1.5,
+    )  # scored_at left out: its default (now) fills it
+
+
+def test_a_batch_reads_back_as_written(settings: Settings, account: Account) -> None:
+    sessions = db.make_session_factory(db.make_engine(settings))
+    with sessions() as session:
+        site = tables.Site(account_id=account.id, url="https://writes.example", callback_secret="s")
+        session.add(site)
+        session.commit()
+        comments = [_comment(site.id, n) for n in range(5)]
+        comments.append(_comment(site.id, 5, created_at=datetime(2026, 3, 4, 5, 6, 7)))
+        verdicts = [_verdict(c) for c in comments]
+        before = datetime.now(UTC)
+        assert insert_many(session, comments, verdicts)
+
+    with sessions() as session:
+        for written in comments:
+            stored = session.get(tables.Comment, written.id)
+            assert stored is not None
+            for column in tables.Comment.__table__.columns:
+                if column.key not in vars(written):
+                    continue
+                expected = getattr(written, column.key)
+                if isinstance(expected, datetime) and expected.tzinfo is None:
+                    expected = expected.replace(tzinfo=UTC)  # a naive time is taken as UTC
+                assert getattr(stored, column.key) == expected, column.key
+            # Columns left out get their defaults, or NULL without one.
+            assert (stored.author_url, stored.referrer, stored.purged_at) == ("", "", None)
+            assert stored.verdict is not None
+            assert stored.verdict.id is not None  # the serial key was left to the database
+            assert stored.verdict.score == 0.123456789
+            assert stored.verdict.reasons == [
+                {"code": "link", "text": "a link to ex.example", "weight": 0.25}
+            ]
+            assert before - timedelta(seconds=1) <= stored.verdict.scored_at <= datetime.now(UTC)
+
+
+def test_a_duplicate_refuses_its_whole_batch(settings: Settings, account: Account) -> None:
+    sessions = db.make_session_factory(db.make_engine(settings))
+    with sessions() as session:
+        site = tables.Site(account_id=account.id, url="https://dupes.example", callback_secret="s")
+        session.add(site)
+        session.commit()
+        first = _comment(site.id, 1)
+        assert insert_many(session, [first])
+        again = [_comment(site.id, 2), _comment(site.id, 3, external_id=first.external_id)]
+        assert not insert_many(session, again)
+        ids = {c.id for c in again}
+        stored = select(tables.Comment.id).where(tables.Comment.id.in_(ids))
+        assert session.scalars(stored).all() == []
+        assert insert_many(session, again[:1])  # the session is usable after the refusal
