@@ -6,8 +6,15 @@ its thread comes round, hands them to `handle` as one list, and answers each cal
 list it returns. Nothing waits for a batch to fill: a lone request is a batch of one, and under
 load the batches grow by themselves, with the time the previous batch took. (Inference servers
 call this dynamic batching.) With `threads` > 1, that many threads take batches from the same
-queue: while one waits on the database or Redis, another scores, so the round trips of one batch
-overlap the work of the next. `handle` must then be safe to call from several threads at once.
+queue: while one waits on the database, another scores, so the round trips of one batch overlap
+the work of the next. `handle` must then be safe to call from several threads at once.
+
+The threads take turns: one thread at a time takes a batch and works on it, until `handle` calls
+`pass_turn()` where its batch starts waiting on the network. Only then does the next thread take
+what has queued meanwhile. Without turns, every thread that came round took whatever was waiting,
+and batches stayed small (4 checks on average at 650 checks/s over 2 threads); what a batch costs
+is mostly fixed (a call into the model costs 3.2 ms of CPU for one check, 13 ms for 16), so
+small batches spent the CPU the larger ones would have saved.
 
 `submit` is awaited from the event loop; `handle` runs in the batcher's thread, so it may block
 on the database. It returns one result per item, in order: a value, or the exception that item
@@ -29,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
+
+_turns = threading.local()  # the turn this thread holds, if any
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -64,6 +73,7 @@ class Batcher(Generic[T, R]):
         self.name = name
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._turn = threading.Lock()
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
             for i in range(threads)
@@ -101,17 +111,37 @@ class Batcher(Generic[T, R]):
         return batch  # type: ignore[return-value]
 
     def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            items = [item for item, _ in batch]
+        while True:
+            self._turn.acquire()
+            _turns.held = self._turn
             try:
-                results: Sequence[R | BaseException] = self.handle(items)
-                if len(results) != len(items):
-                    raise RuntimeError(f"{self.name}: {len(results)} results for {len(items)}")
-            except BaseException as exc:  # every caller hears of it; the thread goes on
-                log.debug("%s: the batch of %d failed: %r", self.name, len(items), exc)
-                results = [exc] * len(items)
-            for (_, future), result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._handle(batch)
+            finally:
+                pass_turn()
+
+    def _handle(self, batch: list[tuple[Item[T], Future[R]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results: Sequence[R | BaseException] = self.handle(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"{self.name}: {len(results)} results for {len(items)}")
+        except BaseException as exc:  # every caller hears of it; the thread goes on
+            log.debug("%s: the batch of %d failed: %r", self.name, len(items), exc)
+            results = [exc] * len(items)
+        for (_, future), result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+def pass_turn() -> None:
+    """Let the batcher's next thread take a batch: call from `handle` where the batch starts
+    waiting on the network. Does nothing outside a batcher's thread, or once passed."""
+    turn: threading.Lock | None = getattr(_turns, "held", None)
+    if turn is not None:
+        _turns.held = None
+        turn.release()

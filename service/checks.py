@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from classifier import LoadedModel, Thresholds
 from service import tables
-from service.batching import Item
+from service.batching import Item, pass_turn
 from service.deps import Services
 from service.engine import attach, compute_verdicts, score_into
 from service.intake import SiteRef, new_comment, resolve_site, store_comment
@@ -54,6 +54,7 @@ def check_batch(
         )
         for comment in fresh:
             comment.status = tables.CommentStatus.SCORED
+        pass_turn()  # what is left mostly waits on the database: the next batch may start
         if insert_many(session, fresh, verdicts):
             answers: list[CommentOut | BaseException] = []
             for comment, verdict, site in zip(fresh, verdicts, sites, strict=True):
