@@ -89,8 +89,12 @@ def test_a_duplicate_refuses_its_whole_batch(settings: Settings, account: Accoun
         first = _comment(site.id, 1)
         assert insert_many(session, [first])
         again = [_comment(site.id, 2), _comment(site.id, 3, external_id=first.external_id)]
-        assert not insert_many(session, again)
+        assert not insert_many(session, again, [_verdict(c) for c in again])
         ids = {c.id for c in again}
         stored = select(tables.Comment.id).where(tables.Comment.id.in_(ids))
         assert session.scalars(stored).all() == []
-        assert insert_many(session, again[:1])  # the session is usable after the refusal
+        verdicts = select(tables.Verdict.id).where(tables.Verdict.comment_id.in_(ids))
+        assert session.scalars(verdicts).all() == [], "no verdict of the refused batch stays"
+        # The session is usable after the refusal.
+        assert insert_many(session, again[:1], [_verdict(again[0])])
+        assert session.scalars(verdicts).all() != []
