@@ -134,6 +134,7 @@ async def check_phase(port: int, key: str, concurrency: int, seconds: float) -> 
     errors = 0
     statuses: dict[int, int] = {}
     done_all = 0
+    per_connection: dict[int, list[float]] = {}
     warmup_end = time.perf_counter() + 2.0
     end = warmup_end + seconds
 
@@ -153,6 +154,7 @@ async def check_phase(port: int, key: str, concurrency: int, seconds: float) -> 
                 if now >= warmup_end:
                     if status == 200:
                         latencies.append(done - now)
+                        per_connection.setdefault(slot, []).append(done - now)
                     else:
                         errors += 1
                         statuses[status] = statuses.get(status, 0) + 1
@@ -167,7 +169,15 @@ async def check_phase(port: int, key: str, concurrency: int, seconds: float) -> 
         "errors": errors,
         "rps": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p90_ms": percentile(latencies, 0.9) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
+        # How evenly the API processes share the connections: each connection's median.
+        "connection_p50_ms": [
+            min(percentile(v, 0.5) for v in per_connection.values()) * 1000,
+            max(percentile(v, 0.5) for v in per_connection.values()) * 1000,
+        ]
+        if per_connection
+        else [float("nan"), float("nan")],
         "error_statuses": statuses,
     }
 
@@ -338,8 +348,9 @@ same {os.cpu_count()} cores. Model: the default model, scoring with reasons.
 | measure | result | target |
 | --- | --- | --- |
 | `POST /v1/check`, concurrency {args.check_concurrency}, {args.check_seconds:.0f} s | \
-{check["rps"]:.0f} req/s, p50 {check["p50_ms"]:.1f} ms, p99 {check["p99_ms"]:.1f} ms, \
-{check["errors"]:.0f} errors; service CPU {check["cpu_ms"]:.1f} ms/request | ≥ 800 req/s ({ok(check["rps"] >= 800)}), p99 ≤ 50 ms \
+{check["rps"]:.0f} req/s, p50 {check["p50_ms"]:.1f} ms, p90 {check["p90_ms"]:.1f} ms, \
+p99 {check["p99_ms"]:.1f} ms, {check["errors"]:.0f} errors (each connection's p50 from \
+{check["connection_p50_ms"][0]:.1f} to {check["connection_p50_ms"][1]:.1f} ms); service CPU {check["cpu_ms"]:.1f} ms/request | ≥ 800 req/s ({ok(check["rps"] >= 800)}), p99 ≤ 50 ms \
 ({ok(check["p99_ms"] <= 50)}) |
 | `POST /v1/comments` offered at {hook["offered_rate"]:.0f}/s for {args.webhook_seconds:.0f} s \
 | {hook["accepted"]:.0f}/{hook["offered"]:.0f} accepted ({hook["accepted_per_s"]:.0f}/s), \
@@ -363,7 +374,7 @@ webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. What each request 
   FastAPI validation and serialisation on the event loop; then the batch the request joins
   (service/batching.py): one call into the model for every check waiting, one Redis round
   trip to the near-duplicate memory, one multi-row INSERT transaction. Each API process has
-  a listening socket of its own (SO_REUSEPORT), so the kernel spreads connections evenly.
+  the connections the supervisor accepts, handed over in turn (service/api_processes.py).
 - A webhook comment: the same request handling, a batch INSERT, and one Celery message for
   whatever the API committed within 50 ms (`COMMENTGUARD_QUEUE_LINGER_SECONDS`); in the
   scoring worker, one read, one call into the model, one transaction for the batch's

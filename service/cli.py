@@ -340,8 +340,8 @@ def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None
     from service.app import create_app
 
     if api_workers > 1 and api_processes.supported():
-        # Each API process builds its own app from the environment (set by the caller), on
-        # a socket of its own, so that the kernel spreads connections evenly between them.
+        # Each API process builds its own app from the environment (set by the caller) and
+        # serves the connections this process accepts and hands to each in turn.
         api_processes.run(host, port, api_workers, settings.log_level.lower())
     elif api_workers > 1:
         uvicorn.run(
