@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import errors, tables
 from service.callbacks import UnsafeCallbackURL, check_callback_url, needs_lookup
 from service.checks import CheckRequest
-from service.deps import AccountId, ServicesDep, SessionDep
+from service.deps import AccountId, Services, SessionDep
 from service.errors import ApiError
 from service.privacy import protect
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
@@ -52,9 +52,10 @@ def _check_callback(url: str, settings: Settings) -> None:
     },
 )
 async def submit_comment(
-    body: WebhookCommentIn, account_id: AccountId, services: ServicesDep, response: Response
+    body: WebhookCommentIn, account_id: AccountId, request: Request, response: Response
 ) -> CommentOut:
     """Accept a comment for scoring; its verdict is POSTed, signed, to callback_url."""
+    services: Services = request.app.state.services  # as a dependency, it costs more (deps.py)
     settings = services.settings
     _check_size(body, settings)
     if body.callback_url:
@@ -88,10 +89,11 @@ def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDe
 @router.post(
     "/check", response_model=CommentOut, responses=errors.responses(401, 429, 413, 422, 503)
 )
-async def check_comment(body: CheckIn, account_id: AccountId, services: ServicesDep) -> CommentOut:
+async def check_comment(body: CheckIn, account_id: AccountId, request: Request) -> CommentOut:
     """Score a comment now, store it with its verdict, and return the verdict."""
+    services: Services = request.app.state.services  # as a dependency, it costs more (deps.py)
     _check_size(body, services.settings)
-    request = CheckRequest(account_id, protect(body, services.settings))
+    check = CheckRequest(account_id, protect(body, services.settings))
     assert services.checks is not None, "build_services starts the batcher"
-    answer: CommentOut = await services.checks.submit(request)
+    answer: CommentOut = await services.checks.submit(check)
     return answer
