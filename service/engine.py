@@ -27,7 +27,7 @@ from service.db import SessionFactory
 from service.memory import Match, NearDuplicateMemory, overrule
 from service.settings import Settings
 from service.site_thresholds import SiteThresholds
-from service.writes import insert_all, insert_row, table_of
+from service.writes import insert_all, insert_row, table_of, transient
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,8 @@ def compute_verdicts(
             score, decision, reason = overrule(match, score, decision, limits)
             reasons = [reason, *reasons]
         verdicts.append(
-            tables.Verdict(
+            transient(
+                tables.Verdict,
                 comment_id=comment.id,
                 score=score,
                 decision=decision.value,

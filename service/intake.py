@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from service import tables
 from service.schemas import CommentIn
 from service.site_thresholds import SiteThresholds
+from service.writes import transient
 
 DEFAULT_SITE = ""
 
@@ -123,7 +124,8 @@ def new_comment(
     site_id: int, body: CommentIn, external_id: str | None, callback_url: str | None = None
 ) -> tables.Comment:
     """A comment row for a submission (not yet in any session)."""
-    return tables.Comment(
+    return transient(
+        tables.Comment,
         id=uuid.uuid4(),
         site_id=site_id,
         external_id=external_id,

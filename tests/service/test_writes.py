@@ -10,12 +10,16 @@ from sqlalchemy import select
 
 from service import db, tables
 from service.settings import Settings
-from service.writes import insert_many
+from service.writes import insert_many, transient
 
 from .conftest import Account
 
 
 def _comment(site_id: int, n: int, **fields: object) -> tables.Comment:
+    return tables.Comment(**_values(site_id, n, **fields))
+
+
+def _values(site_id: int, n: int, **fields: object) -> dict[str, object]:
     values: dict[str, object] = {
         "id": uuid.uuid4(),
         "site_id": site_id,
@@ -32,7 +36,7 @@ def _comment(site_id: int, n: int, **fields: object) -> tables.Comment:
         "received_at": datetime(2026, 1, 2, 1, 0, 0, tzinfo=UTC),
     }
     values.update(fields)
-    return tables.Comment(**values)
+    return values
 
 
 def _verdict(comment: tables.Comment) -> tables.Verdict:
@@ -98,3 +102,33 @@ def test_a_duplicate_refuses_its_whole_batch(settings: Settings, account: Accoun
         # The session is usable after the refusal.
         assert insert_many(session, again[:1], [_verdict(again[0])])
         assert session.scalars(verdicts).all() != []
+
+
+def test_a_row_built_without_attribute_events_is_stored_whole(
+    settings: Settings, account: Account
+) -> None:
+    """`transient` rows go through the fallback paths' `session.add` as well as through the
+    Core inserts: either way every value they hold is stored."""
+    sessions = db.make_session_factory(db.make_engine(settings))
+    with sessions() as session:
+        site = tables.Site(account_id=account.id, url="https://orm.example", callback_secret="s")
+        session.add(site)
+        session.commit()
+        by_orm = transient(tables.Comment, **_values(site.id, 7))
+        by_core = transient(tables.Comment, **_values(site.id, 8))
+        verdict = _verdict(by_orm)
+        session.add(by_orm)
+        by_orm.verdict = verdict  # a relationship set on it, as attach() does
+        session.add(verdict)
+        session.commit()
+        assert insert_many(session, [by_core])
+    with sessions() as session:
+        for n, written in ((7, by_orm), (8, by_core)):
+            stored = session.get(tables.Comment, written.id)
+            assert stored is not None
+            for column, value in _values(site.id, n, id=written.id).items():
+                if column == "external_id":
+                    value = written.external_id  # random in each _values call
+                assert getattr(stored, column) == value, column
+        assert session.get(tables.Verdict, verdict.id) is not None
+        assert stored.verdict is None and by_orm.verdict is verdict
