@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from classifier import ArtifactError
 from service import console, errors, logs, ratelimit
 from service.batching import Batcher
-from service.checks import check_batch
+from service.checks import check_batch, prepare_checks
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
@@ -123,7 +123,13 @@ def build_services(settings: Settings) -> Services:
     services.label_hooks.append(retrain_hook(settings, sessions, queue))
     # Requests that arrive together are handled together, each kind by a thread of its own.
     size, threads = settings.batch_max_size, settings.batch_threads
-    services.checks = Batcher(partial(check_batch, services), "checks", size, threads)
+    services.checks = Batcher(
+        partial(check_batch, services),
+        "checks",
+        size,
+        threads,
+        prepare=partial(prepare_checks, services),
+    )
     services.submissions = Batcher(
         partial(submission_batch, services), "submissions", size, threads
     )

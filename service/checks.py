@@ -1,9 +1,10 @@
 """Synchronous checks (`POST /v1/check`), scored and stored in batches.
 
-Checks that arrive together go through the model in one call, through the near-duplicate
-memory in one Redis round trip, and into the database in one transaction (see
-`service.batching`). A batch in which some `(site, external_id)` was submitted before, or
-twice, falls back to checking each comment on its own, as `check_one` does.
+Checks that arrive together go through the model in one call (on the event loop:
+`prepare_checks`), through the near-duplicate memory in one Redis round trip, and into the
+database in one transaction (in a batcher thread: `check_batch`; see `service.batching`).
+A batch in which some `(site, external_id)` was submitted before, or twice, falls back to
+checking each comment on its own, as `check_one` does.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from classifier import LoadedModel, Thresholds
 from service import tables
-from service.batching import Item, pass_turn
+from service.batching import Item
 from service.deps import Services
-from service.engine import attach, compute_verdicts, score_into
-from service.intake import SiteRef, new_comment, resolve_site, store_comment
+from service.engine import Scored, attach, compute_verdicts, score_ahead, score_into
+from service.intake import SiteRef, new_comment, normalise_site_url, resolve_site, store_comment
 from service.schemas import CheckIn, CommentOut
 from service.writes import insert_many
 
@@ -33,28 +34,71 @@ class CheckRequest:
     body: CheckIn
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch's checks scored on the event loop (`prepare_checks`), for `check_batch`."""
+
+    model: LoadedModel
+    sites: list[SiteRef]
+    comments: list[tables.Comment]
+    scored: Scored
+
+
+def prepare_checks(services: Services, items: Sequence[Item[CheckRequest]]) -> None:
+    """On the event loop, before `check_batch`: build the rows and score them, CPU only.
+
+    Leaves the batch unprepared (`check_batch` then does it all) when a site is not in the
+    cache, since finding or creating one takes the database.
+    """
+    model = services.models.current  # a new model is loaded by check_batch, off the loop
+    sites = []
+    for item in items:
+        site = services.sites.get(item.value.account_id, normalise_site_url(item.value.body.blog))
+        if site is None:
+            return
+        sites.append(site)
+    fresh = [
+        new_comment(site.id, item.value.body, item.value.body.external_id)
+        for item, site in zip(items, sites, strict=True)
+    ]
+    prepared = Prepared(model, sites, fresh, score_ahead(fresh, model, services.memory))
+    items[0].prepared = prepared  # the whole batch's, kept on its first item
+
+
 def check_batch(
     services: Services, items: Sequence[Item[CheckRequest]]
 ) -> list[CommentOut | BaseException]:
     """Score and store a batch of checks; one answer (or exception) per check, in order."""
+    requests = [item.value for item in items]
     services.models.reload_if_changed()  # a stat() at most once per check interval
     model = services.models.current
-    requests = [item.value for item in items]
+    prepared: Prepared | None = items[0].prepared if items else None
+    if prepared is not None and prepared.model is not model:
+        prepared = None  # scored by the model this one replaced: scored again
     with services.sessions() as session:
-        sites = [resolve_site(session, services.sites, r.account_id, r.body.blog) for r in requests]
-        fresh = [
-            new_comment(site.id, r.body, r.body.external_id)
-            for r, site in zip(requests, sites, strict=True)
-        ]
+        if prepared is not None:
+            sites, fresh = prepared.sites, prepared.comments
+        else:
+            sites = [
+                resolve_site(session, services.sites, r.account_id, r.body.blog) for r in requests
+            ]
+            fresh = [
+                new_comment(site.id, r.body, r.body.external_id)
+                for r, site in zip(requests, sites, strict=True)
+            ]
         limits = [site.thresholds.effective(model.thresholds) for site in sites]
         # Scored before any write: on SQLite a write transaction holds the database's only
         # write lock, so it should last for the inserts alone.
         verdicts = compute_verdicts(
-            fresh, model, services.memory, [r.account_id for r in requests], limits
+            fresh,
+            model,
+            services.memory,
+            [r.account_id for r in requests],
+            limits,
+            prepared.scored if prepared is not None else None,
         )
         for comment in fresh:
             comment.status = tables.CommentStatus.SCORED
-        pass_turn()  # what is left mostly waits on the database: the next batch may start
         if insert_many(session, fresh, verdicts):
             answers: list[CommentOut | BaseException] = []
             for comment, verdict, site in zip(fresh, verdicts, sites, strict=True):

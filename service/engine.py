@@ -18,13 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from classifier import Comment, LoadedModel, Thresholds, load_model
+from classifier import Comment, LoadedModel, Thresholds, Verdict, load_model
 from classifier.artifact import ACTIVE_FILE, active_version
 from classifier.registry import last_activated
 from service import tables
 from service.callbacks import Claim
 from service.db import SessionFactory
-from service.memory import Match, NearDuplicateMemory, overrule
+from service.memory import Match, NearDuplicateMemory, Signature, overrule
 from service.settings import Settings
 from service.site_thresholds import SiteThresholds
 from service.writes import insert_all, insert_row, table_of, transient
@@ -213,19 +213,44 @@ def compute_verdict(
     return compute_verdicts([comment], model, memory, [account_id], [thresholds])[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """What the model (and the memory's signer) made of a batch of comments: the CPU part of
+    `compute_verdicts`, done ahead (on the API's event loop: service/batching.py)."""
+
+    verdicts: list[Verdict]
+    signatures: list[Signature | None] | None  # None: no memory to sign for
+    seconds: float
+
+
+def score_ahead(
+    comments: Sequence[tables.Comment], model: LoadedModel, memory: NearDuplicateMemory | None
+) -> Scored:
+    """Score comments and sign them for the memory, touching no database and no network."""
+    started = time.perf_counter()
+    verdicts = model.score_many([to_record(comment) for comment in comments])
+    signatures = None if memory is None else [memory.signer.sign(c.content) for c in comments]
+    return Scored(verdicts, signatures, time.perf_counter() - started)
+
+
 def compute_verdicts(
     comments: Sequence[tables.Comment],
     model: LoadedModel,
     memory: NearDuplicateMemory | None,
     account_ids: Sequence[int | None],
     thresholds: Sequence[Thresholds | None],
+    ahead: Scored | None = None,
 ) -> list[tables.Verdict]:
     """`compute_verdict` for several comments at once: one call into the model, one round
-    trip to the memory. Each verdict's `duration_ms` is the time the batch took."""
+    trip to the memory. Each verdict's `duration_ms` is the time the batch took. With
+    `ahead` (`score_ahead` of these comments by this model), the scores are not computed
+    again."""
     started = time.perf_counter()
-    scored = model.score_many([to_record(comment) for comment in comments])
-    matches = _recall(memory, account_ids, comments)
-    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    if ahead is None:
+        ahead = score_ahead(comments, model, memory)
+    scored = ahead.verdicts
+    matches = _recall(memory, account_ids, comments, ahead.signatures)
+    duration_ms = round((time.perf_counter() - started + ahead.seconds) * 1000, 3)
     scored_at = tables.utcnow()
     verdicts = []
     for comment, verdict, match, own in zip(comments, scored, matches, thresholds, strict=True):
@@ -255,6 +280,7 @@ def _recall(
     memory: NearDuplicateMemory | None,
     account_ids: Sequence[int | None],
     comments: Sequence[tables.Comment],
+    signatures: Sequence[Signature | None] | None,
 ) -> list[Match | None]:
     wanted = [
         (i, account_id, comment.content)
@@ -264,8 +290,9 @@ def _recall(
     found: list[Match | None] = [None] * len(comments)
     if memory is None or not wanted:
         return found
+    signed = None if signatures is None else [signatures[i] for i, _, _ in wanted]
     try:
-        matches = memory.match_many([(account_id, text) for _, account_id, text in wanted])
+        matches = memory.match_many([(a, text) for _, a, text in wanted], signed)
     except Exception:  # the memory helps the model; it must never stop a comment being scored
         log.exception("near-duplicate memory failed; scoring with the model alone")
         return found

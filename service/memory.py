@@ -353,15 +353,22 @@ class NearDuplicateMemory:
         """
         return self.match_many([(account_id, text)])[0]
 
-    def match_many(self, queries: Sequence[tuple[int, str]]) -> list[Match | None]:
-        """`match` for several (account, text) pairs, in one round trip to Redis."""
+    def match_many(
+        self,
+        queries: Sequence[tuple[int, str]],
+        signatures: Sequence[Signature | None] | None = None,
+    ) -> list[Match | None]:
+        """`match` for several (account, text) pairs, in one round trip to Redis.
+        `signatures`, if given, are the texts' (`self.signer.sign`), computed ahead."""
         found: list[Match | None] = [None] * len(queries)
         if time.monotonic() < self._skip_until:
             return found
+        if signatures is None:
+            signatures = [self.signer.sign(text) for _, text in queries]
         signed = [
             (i, account_id, signature)
-            for i, (account_id, text) in enumerate(queries)
-            if (signature := self.signer.sign(text)) is not None
+            for i, ((account_id, _), signature) in enumerate(zip(queries, signatures, strict=True))
+            if signature is not None
         ]
         if not signed:
             return found

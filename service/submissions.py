@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from service import logs, tables
-from service.batching import Item, pass_turn
+from service.batching import Item
 from service.deps import Services
 from service.intake import SiteRef, new_comment, resolve_site, store_comment
 from service.schemas import CommentOut, WebhookCommentIn
@@ -55,7 +55,6 @@ def submission_batch(
                         item.value.body.callback_url)
             for item, site in zip(items, sites, strict=True)
         ]  # fmt: skip
-        pass_turn()  # what is left waits on the database and Redis: the next batch may start
         if insert_many(session, fresh):
             answers: list[Accepted | BaseException] = [
                 Accepted(CommentOut.from_row(comment, site.url), True)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from service.batching import Batcher, Item, pass_turn
+from service.batching import Batcher, Item
 from service.logs import bound, request_id
 
 T = TypeVar("T")
@@ -47,7 +47,7 @@ async def _submit_while_held(
     assert await asyncio.to_thread(doubler.started.wait, 10)
     rest = [asyncio.ensure_future(batcher.submit(v)) for v in values]
     await asyncio.sleep(0)  # each task runs up to its await: all are queued
-    assert batcher._queue.qsize() == len(values)
+    assert len(batcher._pending) == len(values), "they wait for the busy thread"
     doubler.release.set()
     return await asyncio.gather(first, *rest, return_exceptions=True)
 
@@ -121,13 +121,11 @@ def test_each_item_runs_in_the_context_of_the_request_that_submitted_it() -> Non
 
 
 def test_with_two_threads_a_second_batch_is_handled_while_the_first_waits() -> None:
-    """With threads=2 a batch that passed its turn (waiting on I/O) does not hold up the next
-    one: both handlers are inside `handle` at the same time (the barrier would break with one
-    thread)."""
+    """With threads=2 a batch blocked on I/O does not hold up the next one: both handlers
+    are inside `handle` at the same time (the barrier would break with one thread)."""
     both_inside = threading.Barrier(2, timeout=10)
 
     def handle(items: Sequence[Item[int]]) -> list[int | BaseException]:
-        pass_turn()
         both_inside.wait()
         return [item.value + 1 for item in items]
 
@@ -143,43 +141,35 @@ def test_with_two_threads_a_second_batch_is_handled_while_the_first_waits() -> N
     assert not any(thread.is_alive() for thread in batcher._threads), "close stops every thread"
 
 
-def test_until_a_batch_passes_its_turn_the_next_waits_and_grows() -> None:
-    """Threads take turns: while one batch works without passing its turn, the other thread
-    takes nothing, so what arrives meanwhile makes one batch, not several."""
-    first_inside = threading.Event()
-    queued = threading.Event()
-    second_inside = threading.Event()
-    overlapped: list[bool] = []
-    sizes: list[int] = []
+def test_prepare_runs_on_the_event_loop_and_hands_its_work_to_handle() -> None:
+    where: list[str] = []
+
+    def prepare(items: Sequence[Item[int]]) -> None:
+        where.append(threading.current_thread().name)
+        if any(item.value < 0 for item in items):
+            raise ValueError("cannot prepare a negative")
+        for item in items:
+            item.prepared = item.value * 10
 
     def handle(items: Sequence[Item[int]]) -> list[int | BaseException]:
-        sizes.append(len(items))
-        if len(sizes) == 1:  # "scoring", the turn held
-            first_inside.set()
-            queued.wait(10)
-            # Without turns the other thread would take the queued five and come in here; a
-            # bounded wait for something that must not happen.
-            overlapped.append(second_inside.wait(0.5))
-        else:
-            second_inside.set()
-        return [item.value for item in items]
+        where.append(threading.current_thread().name)
+        # Unprepared (prepare failed): handle does the work itself.
+        return [item.prepared if item.prepared is not None else -1 for item in items]
 
-    batcher: Batcher[int, int] = Batcher(handle, name="test", max_batch=64, threads=2)
+    batcher: Batcher[int, int] = Batcher(handle, name="test", prepare=prepare)
 
-    async def scenario() -> list[int]:
-        first = asyncio.ensure_future(batcher.submit(0))
-        await asyncio.get_running_loop().run_in_executor(None, first_inside.wait, 10)
-        rest = [asyncio.ensure_future(batcher.submit(n)) for n in range(1, 6)]
-        await asyncio.sleep(0)  # a yield: each submit runs up to its queue.put
-        queued.set()
-        return list(await asyncio.gather(first, *rest))
+    async def scenario() -> tuple[str, list[int], int]:
+        loop_thread = threading.current_thread().name
+        prepared = await asyncio.gather(*(batcher.submit(v) for v in (1, 2, 3)))
+        return loop_thread, list(prepared), await batcher.submit(-5)
 
     try:
-        assert run(scenario()) == [0, 1, 2, 3, 4, 5]
+        loop_thread, prepared, unprepared = run(scenario())
     finally:
         batcher.close()
-    assert overlapped == [False], "the second thread waited for the turn"
-    assert sizes == [1, 5]
+    assert prepared == [10, 20, 30]  # one batch: submitted in the same turn of the loop
+    assert unprepared == -1
+    assert where == [loop_thread, "test-0", loop_thread, "test-0"]
 
 
 def test_a_batcher_needs_a_thread() -> None:
