@@ -7,12 +7,20 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service import db, tables
 from service.settings import Settings
 from service.writes import insert_many, transient
 
 from .conftest import Account
+
+
+def _site(session: Session, account: Account, url: str) -> tables.Site:
+    site = tables.Site(account_id=account.id, url=url, callback_secret="s")
+    session.add(site)
+    session.commit()
+    return site
 
 
 def _comment(site_id: int, n: int, **fields: object) -> tables.Comment:
@@ -53,9 +61,7 @@ def _verdict(comment: tables.Comment) -> tables.Verdict:
 def test_a_batch_reads_back_as_written(settings: Settings, account: Account) -> None:
     sessions = db.make_session_factory(db.make_engine(settings))
     with sessions() as session:
-        site = tables.Site(account_id=account.id, url="https://writes.example", callback_secret="s")
-        session.add(site)
-        session.commit()
+        site = _site(session, account, "https://writes.example")
         comments = [_comment(site.id, n) for n in range(5)]
         comments.append(_comment(site.id, 5, created_at=datetime(2026, 3, 4, 5, 6, 7)))
         verdicts = [_verdict(c) for c in comments]
@@ -87,9 +93,7 @@ def test_a_batch_reads_back_as_written(settings: Settings, account: Account) -> 
 def test_a_duplicate_refuses_its_whole_batch(settings: Settings, account: Account) -> None:
     sessions = db.make_session_factory(db.make_engine(settings))
     with sessions() as session:
-        site = tables.Site(account_id=account.id, url="https://dupes.example", callback_secret="s")
-        session.add(site)
-        session.commit()
+        site = _site(session, account, "https://dupes.example")
         first = _comment(site.id, 1)
         assert insert_many(session, [first])
         again = [_comment(site.id, 2), _comment(site.id, 3, external_id=first.external_id)]
@@ -111,9 +115,7 @@ def test_a_row_built_without_attribute_events_is_stored_whole(
     Core inserts: either way every value they hold is stored."""
     sessions = db.make_session_factory(db.make_engine(settings))
     with sessions() as session:
-        site = tables.Site(account_id=account.id, url="https://orm.example", callback_secret="s")
-        session.add(site)
-        session.commit()
+        site = _site(session, account, "https://orm.example")
         by_orm = transient(tables.Comment, **_values(site.id, 7))
         by_core = transient(tables.Comment, **_values(site.id, 8))
         verdict = _verdict(by_orm)
