@@ -245,9 +245,9 @@ def compute_verdicts(
     trip to the memory. Each verdict's `duration_ms` is the time the batch took. With
     `ahead` (`score_ahead` of these comments by this model), the scores are not computed
     again."""
-    started = time.perf_counter()
     if ahead is None:
         ahead = score_ahead(comments, model, memory)
+    started = time.perf_counter()  # the time scoring took is ahead.seconds
     scored = ahead.verdicts
     matches = _recall(memory, account_ids, comments, ahead.signatures)
     duration_ms = round((time.perf_counter() - started + ahead.seconds) * 1000, 3)

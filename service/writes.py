@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Table, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from service import tables
@@ -37,6 +37,7 @@ def transient(cls: type[RowT], **values: Any) -> RowT:
     """A new row of `cls` holding `values`, built without the ORM's attribute events: 4 µs
     for a comment, where `cls(**values)` costs 70 µs. It behaves as any new object: read it,
     set a relationship on it, or add it to a session, whose INSERT takes what it holds."""
+    configure_mappers()  # as a first use of the class would (at once when done already)
     manager = manager_of_class(cls)
     assert manager is not None, f"{cls.__name__} is not mapped"
     row: RowT = manager.new_instance()

@@ -6,13 +6,16 @@ import gc
 import shutil
 import subprocess
 import sys
+import time
 import weakref
 from pathlib import Path
 
 import pytest
 
 from classifier.artifact import active_version, set_active
-from service.engine import ModelHolder, ModelNotLoaded
+from service.engine import ModelHolder, ModelNotLoaded, compute_verdicts, score_ahead
+from service.intake import new_comment
+from service.schemas import CheckIn
 
 
 def own_copy(models_dir: Path, tmp_path: Path) -> tuple[Path, str]:
@@ -121,3 +124,21 @@ def test_reloads_give_the_old_models_memory_back(models_dir: Path) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert int(out.stdout.strip()) < 6 * 2**20
+
+
+def test_a_verdicts_duration_counts_the_scoring_once(models_dir: Path) -> None:
+    """`duration_ms` is the time the batch took: scoring (done here, or ahead) plus the rest,
+    never more than the call itself."""
+    model = ModelHolder(models_dir).load()
+    body = CheckIn(content="Cheap pills, best prices, click now http://spam.example " * 20)
+    comments = [new_comment(1, body, None) for _ in range(32)]
+    started = time.perf_counter()
+    verdicts = compute_verdicts(comments, model, None, [None] * 32, [None] * 32)
+    took_ms = (time.perf_counter() - started) * 1000
+    assert 0 < verdicts[0].duration_ms <= took_ms + 0.001
+
+    started = time.perf_counter()
+    ahead = score_ahead(comments, model, None)
+    verdicts = compute_verdicts(comments, model, None, [None] * 32, [None] * 32, ahead)
+    took_ms = (time.perf_counter() - started) * 1000
+    assert ahead.seconds * 1000 <= verdicts[0].duration_ms <= took_ms + 0.001
