@@ -40,10 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The event loop shares the GIL with the batch threads (service/batching.py): at
-        # Python's default of 5 ms, reading a request or sending an answer waits that long
-        # behind a batch being scored. Measured with bench/service_load.py: more checks/s and
-        # a lower p99 at 1 ms.
+        # The event loop shares the GIL with the batch threads (service/batching.py), which
+        # build and send each batch's inserts: at Python's default of 5 ms, reading a request
+        # or sending an answer could wait that long behind one. Measured with
+        # bench/service_load.py (when the threads also scored): more checks/s and a lower p99
+        # at 1 ms.
         sys.setswitchinterval(API_SWITCH_INTERVAL_SECONDS)
         services = build_services(settings)
         app.state.services = services
@@ -121,7 +122,8 @@ def build_services(settings: Settings) -> Services:
     services.label_hooks.append(partial(remember_applied, services.memory))
     # Enough new labels queue a retrain (service/retraining.py).
     services.label_hooks.append(retrain_hook(settings, sessions, queue))
-    # Requests that arrive together are handled together, each kind by a thread of its own.
+    # Requests that arrive together are handled together (checks scored on the event loop),
+    # each kind stored by threads of its own.
     size, threads = settings.batch_max_size, settings.batch_threads
     services.checks = Batcher(
         partial(check_batch, services),
