@@ -301,8 +301,8 @@ def machine() -> str:
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()}; load average before the run {load}; CPU probe "
-        f"{cpu_probe_ms():.0f} ms (a pure-Python loop, best of 5: the same kind of machine "
-        "measured from 55 to 68 ms in one session, and the service's figures move with it)"
+        f"{cpu_probe_ms():.0f} ms (a pure-Python loop, best of 5: machines of this kind measured "
+        "from 30 to 89 ms on 2026-11-30, and the service's figures move with it)"
     )
 
 
