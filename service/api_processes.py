@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -106,14 +107,7 @@ class HandedServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listener of its own
-        config, loop = self.config, asyncio.get_running_loop()
-
-        def create_protocol() -> asyncio.Protocol:
-            # As uvicorn.Server.startup builds its protocols.
-            protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
-                config=config, server_state=self.server_state, app_state=self.lifespan.state
-            )
-            return protocol
+        loop = asyncio.get_running_loop()
 
         def receive() -> None:
             try:
@@ -124,14 +118,33 @@ class HandedServer(uvicorn.Server):
                 loop.remove_reader(self.channel)
                 self.should_exit = True
                 return
-            connection = socket.socket(fileno=fds[0])
-            connection.setblocking(False)
-            task = loop.create_task(loop.connect_accepted_socket(create_protocol, connection))
-            self._accepting.add(task)
-            task.add_done_callback(self._accepting.discard)
+            self.serve_handed(socket.socket(fileno=fds[0]))
 
         self.channel.setblocking(False)
         loop.add_reader(self.channel, receive)
+
+    def serve_handed(self, connection: socket.socket) -> None:
+        """Serve one handed-over connection, as uvicorn serves the connections it accepts."""
+        connection.setblocking(False)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(self._protocol, connection))
+        self._accepting.add(task)
+        task.add_done_callback(functools.partial(self._handed, connection))
+
+    def _protocol(self) -> asyncio.Protocol:
+        # As uvicorn.Server.startup builds its protocols.
+        protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        return protocol
+
+    def _handed(self, connection: socket.socket, task: asyncio.Task[Any]) -> None:
+        self._accepting.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if task.cancelled() or error is not None:
+            connection.close()  # the transport never took it over
+        if error is not None:
+            log.warning("a handed-over connection could not be served: %r", error)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         asyncio.get_running_loop().remove_reader(self.channel)

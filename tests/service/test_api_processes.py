@@ -3,18 +3,22 @@ keep-alive connections are shared evenly, and every handed connection is served.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
+import uvicorn
 
 from service import db
-from service.api_processes import Dealer, listen
+from service.api_processes import Dealer, HandedServer, listen
 from service.embedded import child_env, free_port
 from service.settings import Settings
 from tests.service.conftest import make_settings, wait_until
@@ -47,6 +51,33 @@ def test_the_dealer_hands_connections_out_in_turn_and_skips_a_gone_process() -> 
         for pair in pairs:
             for end in pair:
                 end.close()
+
+
+def test_a_handed_connection_that_cannot_be_served_is_closed_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - unused
+        raise AssertionError("no request reaches the app")
+
+    channel, _other = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server = HandedServer(uvicorn.Config(app), channel)
+    not_a_stream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # asyncio refuses it
+
+    async def hand_over() -> None:
+        server.serve_handed(not_a_stream)
+        assert len(server._accepting) == 1
+        await asyncio.wait(list(server._accepting))
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="service.api_processes"):
+            asyncio.run(hand_over())
+        assert server._accepting == set()
+        assert not_a_stream.fileno() == -1, "the connection was closed"
+        assert "could not be served" in caplog.text and "Stream Socket" in caplog.text
+    finally:
+        not_a_stream.close()
+        channel.close()
+        _other.close()
 
 
 @pytest.fixture
