@@ -10,6 +10,7 @@ database per module, dropped afterwards).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -18,11 +19,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -38,6 +40,14 @@ from service.settings import Settings
 REDIS_ENV = "COMMENTGUARD_TEST_REDIS_URL"
 POSTGRES_ENV = "COMMENTGUARD_TEST_POSTGRES_URL"
 TEST_SECRET = "test-secret-key-not-for-production"
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: a browser test earlier in this process may have
+    left its event loop running in the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -21,7 +21,7 @@ from service import db
 from service.api_processes import Dealer, HandedServer, listen
 from service.embedded import child_env, free_port
 from service.settings import Settings
-from tests.service.conftest import make_settings, wait_until
+from tests.service.conftest import make_settings, run_async, wait_until
 
 
 def test_the_dealer_hands_connections_out_in_turn_and_skips_a_gone_process() -> None:
@@ -70,7 +70,7 @@ def test_a_handed_connection_that_cannot_be_served_is_closed_and_logged(
 
     try:
         with caplog.at_level(logging.WARNING, logger="service.api_processes"):
-            asyncio.run(hand_over())
+            run_async(hand_over())
         assert server._accepting == set()
         assert not_a_stream.fileno() == -1, "the connection was closed"
         assert "could not be served" in caplog.text and "Stream Socket" in caplog.text

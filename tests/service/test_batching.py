@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import pytest
 
 from service.batching import Batcher, Item
 from service.logs import bound, request_id
-
-T = TypeVar("T")
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` in a thread of its own: a browser test earlier in this process may have
-    left its event loop running in the main thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+from tests.service.conftest import run_async
 
 
 class Doubler:
@@ -56,7 +46,7 @@ def test_requests_waiting_together_form_one_batch_and_each_gets_its_answer() -> 
     doubler = Doubler()
     batcher: Batcher[int, int] = Batcher(doubler, name="test", max_batch=64)
     try:
-        results = run(_submit_while_held(batcher, doubler, list(range(20))))
+        results = run_async(_submit_while_held(batcher, doubler, list(range(20))))
     finally:
         batcher.close()
     assert results[0] == -2
@@ -70,7 +60,7 @@ def test_batches_never_exceed_their_maximum() -> None:
     doubler = Doubler()
     batcher: Batcher[int, int] = Batcher(doubler, name="test", max_batch=8)
     try:
-        results = run(_submit_while_held(batcher, doubler, list(range(20))))
+        results = run_async(_submit_while_held(batcher, doubler, list(range(20))))
     finally:
         batcher.close()
     assert [r for r in results if not isinstance(r, BaseException)] == [
@@ -96,7 +86,7 @@ def test_a_failing_batch_fails_each_of_its_callers_and_the_batcher_goes_on() -> 
         assert await batcher.submit(2) == 2
 
     try:
-        run(twice())
+        run_async(twice())
     finally:
         batcher.close()
 
@@ -115,7 +105,7 @@ def test_each_item_runs_in_the_context_of_the_request_that_submitted_it() -> Non
         return await asyncio.gather(*(one(name) for name in "abc"))
 
     try:
-        assert run(three()) == ["a:rid-a", "b:rid-b", "c:rid-c"]
+        assert run_async(three()) == ["a:rid-a", "b:rid-b", "c:rid-c"]
     finally:
         batcher.close()
 
@@ -135,7 +125,7 @@ def test_with_two_threads_a_second_batch_is_handled_while_the_first_waits() -> N
         return await asyncio.gather(batcher.submit(1), batcher.submit(2))
 
     try:
-        assert run(two()) == [2, 3]
+        assert run_async(two()) == [2, 3]
     finally:
         batcher.close()
     assert not any(thread.is_alive() for thread in batcher._threads), "close stops every thread"
@@ -164,7 +154,7 @@ def test_prepare_runs_on_the_event_loop_and_hands_its_work_to_handle() -> None:
         return loop_thread, list(prepared), await batcher.submit(-5)
 
     try:
-        loop_thread, prepared, unprepared = run(scenario())
+        loop_thread, prepared, unprepared = run_async(scenario())
     finally:
         batcher.close()
     assert prepared == [10, 20, 30]  # one batch: submitted in the same turn of the loop

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,10 +11,9 @@ import redis
 
 from service.ratelimit import RateLimiter
 from service.settings import Settings
-from tests.service.conftest import Account, create_account, serve_app, wait_until
+from tests.service.conftest import Account, create_account, run_async, serve_app, wait_until
 
 pytestmark = pytest.mark.xdist_group("rate_limits")
-T = TypeVar("T")
 
 WINDOW = 3600
 CHECK = {"content": "I love this song, thank you for sharing it", "blog": "https://blog.example"}
@@ -150,15 +146,7 @@ def test_pass_requests_when_redis_fails(settings: Settings) -> None:
         finally:
             await limiter.close()
 
-    # In a thread of its own: a browser test earlier in this process may have left its event
-    # loop running in the main thread.
-    with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(asyncio.run, run()).result() == [None, None]
-
-
-def _in_a_thread(coroutine: Coroutine[Any, Any, T]) -> T:
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+    assert run_async(run()) == [None, None]
 
 
 def test_lease_ahead_far_from_the_limit_and_stay_exact_near_it(
@@ -180,7 +168,7 @@ def test_lease_ahead_far_from_the_limit_and_stay_exact_near_it(
         return passed, counter
 
     try:
-        passed, counter = _in_a_thread(run())
+        passed, counter = run_async(run())
     finally:
         client.close()
     assert passed == [True] * 200 + [False] * 30
@@ -208,7 +196,7 @@ def test_leases_of_two_processes_never_let_more_than_the_limit_through(settings:
             await second.close()
         return passed
 
-    passed = _in_a_thread(run())
+    passed = run_async(run())
     # Never more than the limit; fewer only by what one process leased and did not use
     # (at most an eighth of what was left when it leased).
     assert 100 - 100 // 8 <= passed <= 100
