@@ -18,7 +18,7 @@ from service.settings import Settings
 SessionFactory = sessionmaker[Session]
 LOCK_TIMEOUT_SECONDS = 30.0
 BUSY_TIMEOUT_MS = 30_000
-WRITE_RETRY_SECONDS = 0.0002
+WRITE_RETRY_SECONDS = (0.0002, 0.002)  # the first step and the longest, between BEGINs
 _HOLDS_LOCK = "commentguard_holds_write_lock"
 
 
@@ -108,12 +108,15 @@ def begin_immediate(dbapi_connection: Any, timeout: float = LOCK_TIMEOUT_SECONDS
 
     Another process (a second API process, a worker) holds the write lock for a millisecond
     or two. SQLite's busy handler would sleep 1, 2, 5, 10 ... 100 ms between its tries, so
-    such a wait became tens of milliseconds under load; here BEGIN is tried again every
-    `WRITE_RETRY_SECONDS`, for up to `timeout`. Every other statement keeps the busy timeout.
+    such a wait became tens of milliseconds under load. Here BEGIN is tried again after
+    0.2 ms, then after steps growing by half up to 2 ms (a long wait, behind a large write,
+    costs at most 500 tries a second), for up to `timeout`. Every other statement keeps the
+    busy timeout.
     """
     dbapi_connection.execute("PRAGMA busy_timeout=0")
     try:
         deadline = time.monotonic() + timeout
+        step = WRITE_RETRY_SECONDS[0]
         while True:
             try:
                 dbapi_connection.execute("BEGIN IMMEDIATE")
@@ -121,7 +124,8 @@ def begin_immediate(dbapi_connection: Any, timeout: float = LOCK_TIMEOUT_SECONDS
             except sqlite3.OperationalError as error:
                 if not _is_busy(error) or time.monotonic() >= deadline:
                     raise
-            time.sleep(WRITE_RETRY_SECONDS)
+            time.sleep(step)
+            step = min(step * 1.5, WRITE_RETRY_SECONDS[1])
     finally:
         dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
