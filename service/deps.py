@@ -53,9 +53,15 @@ class Services:
     submissions: Batcher[Any, Any] | None = None
 
 
-async def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
+    """The app's services. The hot `/v1` paths call this themselves rather than ask for
+    `ServicesDep`: FastAPI solving a dependency costs more than the work of most of them."""
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -118,12 +124,9 @@ UserTokenScheme = Annotated[HTTPAuthorizationCredentials | None, Depends(user_to
 
 
 async def get_account_id(request: Request, _scheme: SiteKeyScheme) -> int:
-    """The account of the request's `Authorization: Bearer <key>`, else 401.
-
-    Every request to `/v1` comes through here, so the services are read off the app, not
-    asked for as a dependency: FastAPI solving one costs more than this function's own work.
-    """
-    services: Services = request.app.state.services
+    """The account of the request's `Authorization: Bearer <key>`, else 401 (every request to
+    `/v1` comes through here)."""
+    services = services_of(request)
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from service import errors, tables
 from service.callbacks import UnsafeCallbackURL, check_callback_url, needs_lookup
 from service.checks import CheckRequest
-from service.deps import AccountId, Services, SessionDep
+from service.deps import AccountId, SessionDep, services_of
 from service.errors import ApiError
 from service.privacy import protect
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
@@ -55,7 +55,7 @@ async def submit_comment(
     body: WebhookCommentIn, account_id: AccountId, request: Request, response: Response
 ) -> CommentOut:
     """Accept a comment for scoring; its verdict is POSTed, signed, to callback_url."""
-    services: Services = request.app.state.services  # as a dependency, it costs more (deps.py)
+    services = services_of(request)
     settings = services.settings
     _check_size(body, settings)
     if body.callback_url:
@@ -91,7 +91,7 @@ def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDe
 )
 async def check_comment(body: CheckIn, account_id: AccountId, request: Request) -> CommentOut:
     """Score a comment now, store it with its verdict, and return the verdict."""
-    services: Services = request.app.state.services  # as a dependency, it costs more (deps.py)
+    services = services_of(request)
     _check_size(body, services.settings)
     check = CheckRequest(account_id, protect(body, services.settings))
     assert services.checks is not None, "build_services starts the batcher"
