@@ -57,12 +57,18 @@ def prepare_checks(services: Services, items: Sequence[Item[CheckRequest]]) -> N
         if site is None:
             return
         sites.append(site)
-    fresh = [
-        new_comment(site.id, item.value.body, item.value.body.external_id)
-        for item, site in zip(items, sites, strict=True)
-    ]
+    fresh = _new_comments([item.value for item in items], sites)
     prepared = Prepared(model, sites, fresh, score_ahead(fresh, model, services.memory))
     items[0].prepared = prepared  # the whole batch's, kept on its first item
+
+
+def _new_comments(
+    requests: Sequence[CheckRequest], sites: Sequence[SiteRef]
+) -> list[tables.Comment]:
+    return [
+        new_comment(site.id, r.body, r.body.external_id)
+        for r, site in zip(requests, sites, strict=True)
+    ]
 
 
 def check_batch(
@@ -82,10 +88,7 @@ def check_batch(
             sites = [
                 resolve_site(session, services.sites, r.account_id, r.body.blog) for r in requests
             ]
-            fresh = [
-                new_comment(site.id, r.body, r.body.external_id)
-                for r, site in zip(requests, sites, strict=True)
-            ]
+            fresh = _new_comments(requests, sites)
         limits = [site.thresholds.effective(model.thresholds) for site in sites]
         # Scored before any write: on SQLite a write transaction holds the database's only
         # write lock, so it should last for the inserts alone.
