@@ -24,8 +24,9 @@ from service.metrics import ServiceCollector
 from service.queue import TaskQueue
 from service.ratelimit import RateLimiter, RateLimitMiddleware
 from service.retraining import retrain_hook, retrain_outcomes
-from service.routers import akismet, comments, health, metrics, moderation, sites
+from service.routers import admin, akismet, comments, health, metrics, moderation, sites
 from service.routers import models as models_router
+from service.security import KeyCache
 from service.settings import Settings
 from service.submissions import submission_batch
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(akismet.router)
     app.include_router(moderation.router)
+    app.include_router(admin.router)
     app.include_router(models_router.router)
     app.include_router(metrics.router)
     app.add_exception_handler(akismet.AkismetLimited, akismet.limited_answer)
@@ -113,6 +115,8 @@ def build_services(settings: Settings) -> Services:
     services.limiter = RateLimiter(settings)
     # Sites are re-read after a few seconds: an admin's threshold change reaches every process.
     services.sites = SiteCache(ttl_seconds=settings.site_cache_seconds)
+    # ... and so does a key's revocation: a key is authenticated again as often.
+    services.keys = KeyCache(ttl=settings.site_cache_seconds)
     log.info("%s", ratelimit.describe(settings))
     services.metrics = ServiceCollector(
         settings, sessions, retrain_runs=partial(retrain_outcomes, settings)

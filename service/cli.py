@@ -474,6 +474,61 @@ def keys_create(
     typer.echo(new.plaintext)
 
 
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[int | None, typer.Option("--account", help="Only this account.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the API keys (revoked ones too) with their accounts; never their secrets."""
+    from dataclasses import asdict
+
+    from service import security
+
+    settings = _settings()
+    engine, session = _user_session(settings)
+    try:
+        with session:
+            found = security.list_keys(session, account)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps([asdict(k) for k in found], indent=2, default=str))
+        return
+    table = Table(title="API keys")
+    for column in ("id", "account", "name", "prefix", "created", "revoked"):
+        table.add_column(column)
+    for k in found:
+        table.add_row(
+            str(k.id),
+            f"{k.account_id} ({k.account})",
+            k.name,
+            k.prefix,
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (`keys list`).")]) -> None:
+    """Revoke an API key: every API process refuses it within COMMENTGUARD_SITE_CACHE_SECONDS."""
+    from service import audit, security
+
+    settings = _settings()
+    engine, session = _user_session(settings)
+    try:
+        with session:
+            key, changed = security.revoke_key(session, key_id, audit.Actor.cli())
+            session.commit()
+    except security.UnknownKey as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    state = "revoked" if changed else "was already revoked"
+    console.print(f"key {key.id} ({key.prefix}…) of account {key.account_id} {state}")
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
@@ -599,6 +654,79 @@ def users_grant(
     finally:
         engine.dispose()
     console.print(f"{name!r} may now moderate site {site_id} ({url!r}, account {account_id})")
+
+
+@users_app.command("ungrant")
+def users_ungrant(
+    name: Annotated[str, typer.Argument(help="The moderator's name.")],
+    site_url: Annotated[str, typer.Argument(help="The site's URL.")],
+    account: Annotated[
+        int | None,
+        typer.Option("--account", help="The site's account id, when several accounts have it."),
+    ] = None,
+) -> None:
+    """Take back a moderator's grant of a site (effective on their next request)."""
+    from service import audit, users
+
+    settings = _settings()
+    engine, session = _user_session(settings)
+    try:
+        with session:
+            site, removed = users.ungrant_site(session, name, site_url, account, audit.Actor.cli())
+            session.commit()
+            site_id, url = site.id, site.url
+    except users.UserError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    if not removed:
+        console.print(f"[red]error:[/red] {name!r} had no grant of site {site_id} ({url!r})")
+        raise typer.Exit(1)
+    console.print(f"{name!r} may no longer moderate site {site_id} ({url!r})")
+
+
+def _change_user(name: str, change: str) -> str:
+    """Disable, enable or revoke the tokens of user `name` (audited); what was done."""
+    from service import audit, users
+
+    settings = _settings()
+    engine, session = _user_session(settings)
+    actor = audit.Actor.cli()
+    try:
+        with session:
+            user = users.user_by_name(session, name)
+            if change == "revoke-tokens":
+                tokens, ended = users.revoke_tokens(session, user, actor)
+                done = f"{tokens} tokens revoked and {ended} console sessions ended"
+            else:
+                changed = users.set_disabled(session, user, change == "disable", actor)
+                done = f"{change}d" if changed else f"already {change}d"
+            session.commit()
+    except users.UserError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    return done
+
+
+@users_app.command("disable")
+def users_disable(name: Annotated[str, typer.Argument(help="The user's name.")]) -> None:
+    """Disable a user: their tokens and console sessions stop working at once."""
+    console.print(f"{name!r}: {_change_user(name, 'disable')}")
+
+
+@users_app.command("enable")
+def users_enable(name: Annotated[str, typer.Argument(help="The user's name.")]) -> None:
+    """Enable a disabled user again."""
+    console.print(f"{name!r}: {_change_user(name, 'enable')}")
+
+
+@users_app.command("revoke-tokens")
+def users_revoke_tokens(name: Annotated[str, typer.Argument(help="The user's name.")]) -> None:
+    """Revoke every token of a user and end their console sessions, at once."""
+    console.print(f"{name!r}: {_change_user(name, 'revoke-tokens')}")
 
 
 @users_app.command("list")

@@ -421,3 +421,42 @@ class RetrainQueuedOut(BaseModel):
 class ActivatedOut(BaseModel):
     active: str
     previous: str | None
+
+
+# --- credentials and the admin audit (service/routers/admin.py) ------------------------------
+
+# The largest id a route accepts: ids are 64-bit signed integers on every database, and a
+# larger one would overflow the query parameter instead of finding nothing.
+MAX_ROW_ID = 2**63 - 1
+
+
+class ApiKeyOut(BaseModel):
+    """An account's API key, without its secret (only its lookup prefix)."""
+
+    id: int
+    account_id: int
+    account: str
+    name: str
+    prefix: str = Field(description="The key's first characters: enough to tell keys apart.")
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokensRevokedOut(BaseModel):
+    user_id: int
+    tokens: int = Field(description="Live tokens revoked.")
+    console_sessions: int = Field(description="Console sessions ended.")
+
+
+class AdminAuditOut(BaseModel):
+    """One change an admin (or the command line) made to a credential, grant or thresholds."""
+
+    id: int
+    action: tables.AdminAction
+    source: str = Field(description="`api`, `console` or `cli`.")
+    actor: str
+    user_id: int | None
+    target: str = Field(description="What changed: `api_key:<id>`, `user:<id>`, `site:<id>`.")
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: datetime

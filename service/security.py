@@ -7,12 +7,14 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import tables
+from service import audit, tables
 
 # Keys are lower-case letters and digits, at most 63 characters, so that one can also serve
 # as a DNS label in Akismet's older `<key>.host` form.
@@ -78,24 +80,91 @@ def authenticate(session: Session, plaintext: str, secret_key: str) -> int | Non
     return found
 
 
+class UnknownKey(ValueError):
+    """No API key with this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeySummary:
+    id: int
+    account_id: int
+    account: str
+    name: str
+    prefix: str  # the lookup prefix: enough to tell keys apart, useless to authenticate
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_keys(session: Session, account_id: int | None = None) -> list[KeySummary]:
+    """Every key (of one account, if given), revoked ones included, oldest first."""
+    query = (
+        select(tables.ApiKey, tables.Account.name)
+        .join(tables.Account, tables.Account.id == tables.ApiKey.account_id)
+        .order_by(tables.ApiKey.id)
+    )
+    if account_id is not None:
+        query = query.where(tables.ApiKey.account_id == account_id)
+    return [_summary(key, account) for key, account in session.execute(query).all()]
+
+
+def _summary(key: tables.ApiKey, account: str) -> KeySummary:
+    return KeySummary(
+        key.id, key.account_id, account, key.name, KEY_PREFIX + key.prefix, key.created_at,
+        key.revoked_at,
+    )  # fmt: skip
+
+
+def revoke_key(session: Session, key_id: int, actor: audit.Actor) -> tuple[KeySummary, bool]:
+    """Revoke a key (audited); returns it and whether it was live until now. The caller
+    commits; every API process refuses it within `site_cache_seconds` (its KeyCache TTL)."""
+    key = session.get(tables.ApiKey, key_id) if 0 < key_id < 2**63 else None
+    if key is None:
+        raise UnknownKey(f"no API key {key_id}")
+    account = session.get(tables.Account, key.account_id)
+    changed = key.revoked_at is None
+    if changed:
+        key.revoked_at = tables.utcnow()
+        audit.record(
+            session,
+            actor,
+            tables.AdminAction.KEY_REVOKED,
+            f"api_key:{key.id}",
+            before={"revoked_at": None},
+            after={"revoked_at": key.revoked_at.isoformat(), "account_id": key.account_id},
+        )
+        session.flush()
+    return _summary(key, account.name if account is not None else ""), changed
+
+
 class KeyCache:
     """Recently authenticated keys, by HMAC, so that a busy client costs no query per request.
 
-    An entry lives `ttl` seconds: that bounds how long a key revoked in the database (by a
-    later feature) keeps working in a running process.
+    An entry lives `ttl` seconds: that bounds how long a key revoked in the database keeps
+    working in a running process (the API sets it to `site_cache_seconds`; `clear` makes a
+    revocation immediate in the process that made it).
     """
 
-    def __init__(self, ttl: float = 60.0, size: int = 10_000) -> None:
+    def __init__(
+        self,
+        ttl: float = 60.0,
+        size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
         self.size = size
+        self._clock = clock
         self._entries: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
     def get(self, plaintext: str, secret_key: str) -> int | None:
         entry = self._entries.get(hash_key(plaintext, secret_key))
-        if entry is None or entry[1] < time.monotonic():
+        if entry is None or entry[1] <= self._clock():
             return None
         return entry[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
     def put(self, plaintext: str, secret_key: str, account_id: int) -> None:
         with self._lock:
@@ -103,5 +172,5 @@ class KeyCache:
                 self._entries.clear()
             self._entries[hash_key(plaintext, secret_key)] = (
                 account_id,
-                time.monotonic() + self.ttl,
+                self._clock() + self.ttl,
             )

@@ -166,7 +166,8 @@ class Settings(BaseSettings):
     # Per-site thresholds (service/site_thresholds.py): how long an API process reuses a site's
     # row (its id and thresholds) before reading it again, seconds. An admin's change takes
     # effect at once in the process that made it and within this long in every other one
-    # (workers read the site with each comment, so at once).
+    # (workers read the site with each comment, so at once). API keys are cached as long: a
+    # revoked key is refused by every API process within this long.
     site_cache_seconds: float = Field(default=5.0, ge=0)
 
     @field_validator("callback_allowed_hosts", mode="before")

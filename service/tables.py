@@ -7,6 +7,7 @@ accounts ─< sites ─< comments ─ verdicts (one per comment)
                                  labels ─ label_audit (before/after of each label event)
 users ─< user_tokens
 users ─< user_sites >─ sites (a moderator's sites; an admin sees all)
+admin_audit (who revoked, disabled, ungranted or set thresholds, when, before/after)
 """
 
 from __future__ import annotations
@@ -355,6 +356,46 @@ class LabelAudit(Base):
     # The verdict's decision when the label was applied (None: not scored yet).
     decision: Mapped[str | None] = mapped_column(String(16), default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- credentials and settings changed by admins ----------------------------------------------
+
+
+class AdminAction(StrEnum):
+    """What an admin did (every entry of `admin_audit` is one of these)."""
+
+    KEY_REVOKED = "key_revoked"
+    USER_DISABLED = "user_disabled"
+    USER_ENABLED = "user_enabled"
+    TOKENS_REVOKED = "tokens_revoked"
+    SITE_UNGRANTED = "site_ungranted"
+    THRESHOLDS_SET = "thresholds_set"
+
+
+class AdminAudit(Base):
+    """One change to a credential, a grant or a site's thresholds: who, when, before, after.
+
+    Written only by `service.audit.record`, in the transaction of the change it describes;
+    rows are never updated or deleted.
+    """
+
+    __tablename__ = "admin_audit"
+    __table_args__ = (Index("ix_admin_audit_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    # Where the change came from: "cli", "api" or "console".
+    source: Mapped[str] = mapped_column(String(16))
+    # The admin's user name over the API and the console; the system user for the CLI.
+    actor: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    # What changed, as "<kind>:<id>" (api_key:3, user:5, site:7).
+    target: Mapped[str] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

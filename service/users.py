@@ -12,14 +12,15 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import security, tables
+from service import audit, security, tables
 from service.intake import get_or_create_site, normalise_site_url
 
 TOKEN_PREFIX = "cgu_"
@@ -230,6 +231,105 @@ def grant_site(session: Session, name: str, url: str, account_id: int | None = N
         session.add(tables.UserSite(user_id=user.id, site_id=site.id))
         session.flush()
     return site
+
+
+def ungrant_site(
+    session: Session, name: str, url: str, account_id: int | None, actor: audit.Actor
+) -> tuple[tables.Site, bool]:
+    """Take back user `name`'s grant of the site `url` (audited); returns the site and whether
+    a grant was removed. Takes effect on the user's next request. The caller commits."""
+    user = user_by_name(session, name)
+    sites = find_sites(session, url, account_id)
+    if not sites:
+        raise UserError(f"no site {normalise_site_url(url)!r}")
+    if len(sites) > 1:
+        accounts = ", ".join(str(s.account_id) for s in sites)
+        raise UserError(f"several accounts have this site ({accounts}): choose one")
+    return sites[0], ungrant_site_id(session, user, sites[0].id, actor)
+
+
+def ungrant_site_id(session: Session, user: tables.User, site_id: int, actor: audit.Actor) -> bool:
+    """Remove `user`'s grant of site `site_id` if they have it (audited); the caller commits."""
+    grant = session.get(tables.UserSite, (user.id, site_id))
+    if grant is None:
+        return False
+    session.delete(grant)
+    audit.record(
+        session,
+        actor,
+        tables.AdminAction.SITE_UNGRANTED,
+        f"user:{user.id}",
+        before={"site_id": site_id},
+        after=None,
+    )
+    session.flush()
+    return True
+
+
+def set_disabled(session: Session, user: tables.User, disabled: bool, actor: audit.Actor) -> bool:
+    """Disable (or enable again) a user (audited); returns whether it changed.
+
+    A disabled user's tokens and console sessions stop working on their next request (both
+    are read from the database on every request); enabling restores them. The caller commits.
+    """
+    if user.disabled == disabled:
+        return False
+    user.disabled = disabled
+    action = tables.AdminAction.USER_DISABLED if disabled else tables.AdminAction.USER_ENABLED
+    audit.record(
+        session,
+        actor,
+        action,
+        f"user:{user.id}",
+        before={"disabled": not disabled},
+        after={"disabled": disabled},
+    )
+    session.flush()
+    return True
+
+
+def revoke_tokens(session: Session, user: tables.User, actor: audit.Actor) -> tuple[int, int]:
+    """Revoke every live token of a user and end their console sessions (audited).
+
+    Returns (tokens revoked, sessions ended). The caller commits.
+    """
+    now = tables.utcnow()
+    tokens = _count(
+        session.execute(
+            update(tables.UserToken)
+            .where(tables.UserToken.user_id == user.id, tables.UserToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    ended = _count(
+        session.execute(
+            delete(tables.ConsoleSession)
+            .where(tables.ConsoleSession.user_id == user.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        tables.AdminAction.TOKENS_REVOKED,
+        f"user:{user.id}",
+        before={"tokens": tokens, "console_sessions": ended},
+        after={"tokens": 0, "console_sessions": 0},
+    )
+    session.flush()
+    return tokens, ended
+
+
+def _count(result: Result[Any]) -> int:
+    return int(result.rowcount) if isinstance(result, CursorResult) else 0
+
+
+def user_by_id(session: Session, user_id: int) -> tables.User:
+    user = session.get(tables.User, user_id) if 0 < user_id < 2**63 else None
+    if user is None:
+        raise UserError(f"no user {user_id}")
+    return user
 
 
 @dataclass(frozen=True, slots=True)

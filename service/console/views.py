@@ -504,7 +504,9 @@ def save_thresholds(
     if body is None:
         return errors
     try:
-        moderation.update_site_thresholds(session, services, user.principal, site_id, body)
+        moderation.update_site_thresholds(
+            session, services, user.principal, site_id, body, source="console"
+        )
     except ApiError as exc:
         if exc.status != 422:
             raise

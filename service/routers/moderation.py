@@ -37,7 +37,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased, contains_eager
 
 from classifier import Decision, Thresholds
-from service import errors, labels, tables, users
+from service import audit, errors, labels, tables, users
 from service.deps import (
     AdminUser,
     CurrentUser,
@@ -528,12 +528,14 @@ def update_site_thresholds(
     admin: UserPrincipal,
     site_id: int,
     body: ThresholdsIn,
+    source: str = "api",
 ) -> SiteThresholdsOut:
-    """Set (null: reset to the model's) a site's thresholds; 404 if no such site, 422 if the
-    merged thresholds are out of order. Shared by the API and the console."""
+    """Set (null: reset to the model's) a site's thresholds, audited; 404 if no such site, 422
+    if the merged thresholds are out of order. Shared by the API and the console."""
     site = session.get(tables.Site, site_id)
     if site is None:
         raise ApiError(404, "not_found", f"no site {site_id}")
+    before = SiteThresholds.of(site).to_dict()
     values = SiteThresholds(body.unsure, body.spam, body.discard, str(site.id))
     model = model_thresholds(services)
     try:
@@ -542,6 +544,14 @@ def update_site_thresholds(
         session.rollback()
         raise ApiError(422, "invalid_thresholds", str(exc), details=exc.details) from exc
     url, account_id = site.url, site.account_id
+    audit.record(
+        session,
+        audit.Actor(admin.name, source, admin.id),
+        tables.AdminAction.THRESHOLDS_SET,
+        f"site:{site_id}",
+        before=before,
+        after=values.to_dict(),
+    )
     session.commit()
     services.sites.forget(account_id, url)  # at once here; other processes within their TTL
     log.info("site %s thresholds set to %s by %s", site_id, values.to_dict(), admin.name)

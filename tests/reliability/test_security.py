@@ -164,6 +164,13 @@ ADMIN_ONLY = {
     "POST /v1/models/{version}/activate",
     "GET /v1/users",
     "PUT /v1/sites/{site_id}/thresholds",
+    "GET /v1/keys",
+    "POST /v1/keys/{key_id}/revoke",
+    "POST /v1/users/{user_id}/disable",
+    "POST /v1/users/{user_id}/enable",
+    "POST /v1/users/{user_id}/revoke-tokens",
+    "DELETE /v1/users/{user_id}/sites/{site_id}",
+    "GET /v1/audit",
 }
 
 
