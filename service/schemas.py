@@ -425,11 +425,6 @@ class ActivatedOut(BaseModel):
 
 # --- credentials and the admin audit (service/routers/admin.py) ------------------------------
 
-# The largest id a route accepts: ids are 64-bit signed integers on every database, and a
-# larger one would overflow the query parameter instead of finding nothing.
-MAX_ROW_ID = 2**63 - 1
-
-
 class ApiKeyOut(BaseModel):
     """An account's API key, without its secret (only its lookup prefix)."""
 

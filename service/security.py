@@ -117,7 +117,7 @@ def _summary(key: tables.ApiKey, account: str) -> KeySummary:
 def revoke_key(session: Session, key_id: int, actor: audit.Actor) -> tuple[KeySummary, bool]:
     """Revoke a key (audited); returns it and whether it was live until now. The caller
     commits; every API process refuses it within `site_cache_seconds` (its KeyCache TTL)."""
-    key = session.get(tables.ApiKey, key_id) if 0 < key_id < 2**63 else None
+    key = session.get(tables.ApiKey, key_id) if 0 < key_id <= tables.MAX_ROW_ID else None
     if key is None:
         raise UnknownKey(f"no API key {key_id}")
     account = session.get(tables.Account, key.account_id)

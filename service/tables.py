@@ -36,6 +36,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+# The largest integer id of any table: PostgreSQL's `integer` (SQLite's are 64-bit). Routes
+# refuse a larger id as invalid, rather than send the database a number it cannot compare.
+MAX_ROW_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -326,7 +326,7 @@ def _count(result: Result[Any]) -> int:
 
 
 def user_by_id(session: Session, user_id: int) -> tables.User:
-    user = session.get(tables.User, user_id) if 0 < user_id < 2**63 else None
+    user = session.get(tables.User, user_id) if 0 < user_id <= tables.MAX_ROW_ID else None
     if user is None:
         raise UserError(f"no user {user_id}")
     return user

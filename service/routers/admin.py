@@ -11,7 +11,8 @@ from fastapi import APIRouter, Path, Query, Response
 from service import audit, errors, security, tables, users
 from service.deps import AdminUser, ServicesDep, SessionDep, UserPrincipal
 from service.errors import ApiError
-from service.schemas import MAX_ROW_ID, AdminAuditOut, ApiKeyOut, TokensRevokedOut, UserOut
+from service.schemas import AdminAuditOut, ApiKeyOut, TokensRevokedOut, UserOut
+from service.tables import MAX_ROW_ID
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 

@@ -158,7 +158,7 @@ def test_revoke_a_key_over_the_api_stops_it_at_once_there_and_soon_everywhere(
     assert _check(first, account) == 401  # the process that revoked it: at once
     took = _refused_everywhere_within((second,), account, started)
     assert took <= CACHE_SECONDS + 1.0, took
-    unknown = httpx.post(f"{first}/v1/keys/{2**63 - 1}/revoke", headers=admin.headers)
+    unknown = httpx.post(f"{first}/v1/keys/{tables.MAX_ROW_ID}/revoke", headers=admin.headers)
     assert unknown.status_code == 404
     audit = httpx.get(f"{first}/v1/audit", headers=admin.headers).json()
     mine = [e for e in audit if e["target"] == f"api_key:{key_id}"]
@@ -205,9 +205,9 @@ def test_disable_enable_and_revoke_tokens_from_the_cli(
     assert _me(first, mod) == _me(second, mod) == 401
     with sessions() as session:
         left = session.execute(
-            select(func.count()).select_from(tables.ConsoleSession).where(
-                tables.ConsoleSession.user_id == mod.id
-            )
+            select(func.count())
+            .select_from(tables.ConsoleSession)
+            .where(tables.ConsoleSession.user_id == mod.id)
         ).scalar_one()
     assert left == 0
     assert cli.invoke(app, ["users", "disable", "nobody-here"]).exit_code == 2
@@ -234,9 +234,11 @@ def test_disable_enable_and_revoke_tokens_over_the_api(
     own = httpx.post(f"{first}/v1/users/{admin.id}/disable", headers=admin.headers)
     assert own.status_code == 409, "an admin cannot lock themselves out"
     for path in ("disable", "enable", "revoke-tokens"):
-        unknown = httpx.post(f"{first}/v1/users/{2**63 - 1}/{path}", headers=admin.headers)
+        unknown = httpx.post(f"{first}/v1/users/{tables.MAX_ROW_ID}/{path}", headers=admin.headers)
         assert unknown.status_code == 404, unknown.text
-        too_big = httpx.post(f"{first}/v1/users/{2**63}/{path}", headers=admin.headers)
+        too_big = httpx.post(
+            f"{first}/v1/users/{tables.MAX_ROW_ID + 1}/{path}", headers=admin.headers
+        )
         assert too_big.status_code == 422, too_big.text
     entries = _audit(sessions, f"user:{mod.id}")
     assert [(e.action, e.actor, e.source) for e in entries] == [
