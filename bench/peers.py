@@ -302,7 +302,7 @@ def wait_for(ready: Callable[[], bool], process: subprocess.Popen[bytes], name: 
     raise SystemExit(f"{name} did not become ready")
 
 
-def wait_idle(pids: list[int], quiet_ms: float = 30, timeout: float = 180) -> None:
+def wait_idle(pids: list[int], quiet_ms: float = 50, timeout: float = 120) -> None:
     """Wait until a filter's processes use almost no CPU (Rspamd compiles its Hyperscan
     databases in the background after it answers, and checks run slower until then)."""
     deadline = time.monotonic() + timeout
@@ -365,15 +365,19 @@ def running_commentguard(
     )  # fmt: skip
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
+    log = (folder / "serve.log").open("wb")
     serve = subprocess.Popen(
-        [*cli, "serve", "--port", str(port), "--api-workers", "2"], env=env, cwd=folder
-    )
+        [*cli, "serve", "--port", str(port), "--api-workers", "2"],
+        env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
     try:
         wait_for(
             lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200,
             serve,  # type: ignore[arg-type]
-            "commentguard serve",
+            f"commentguard serve (see {folder / 'serve.log'})",
         )
+        # The workers load the model after the API answers: not in the first phase's CPU.
+        wait_idle([serve.pid])
         yield port, key, serve.pid
     finally:
         serve.send_signal(signal.SIGTERM)
@@ -381,6 +385,7 @@ def running_commentguard(
             serve.wait(60)
         except subprocess.TimeoutExpired:
             serve.kill()
+        log.close()
 
 
 # --- measuring ----------------------------------------------------------------------------
