@@ -18,6 +18,7 @@ from service.checks import check_batch, prepare_checks
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
+from service.fastpath import CheckFastPath
 from service.intake import SiteCache
 from service.memory import NearDuplicateMemory, remember_applied
 from service.metrics import ServiceCollector
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.add_exception_handler(akismet.AkismetLimited, akismet.limited_answer)
     console.install(app)  # the moderator web console under /console
+    # Inside the limits below, which every check still passes (service/fastpath.py).
+    app.add_middleware(CheckFastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitMiddleware)
     # Outermost: every answer, a refusal by the limits above included, carries the request id.

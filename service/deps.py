@@ -127,19 +127,24 @@ async def get_account_id(request: Request, _scheme: SiteKeyScheme) -> int:
     """The account of the request's `Authorization: Bearer <key>`, else 401 (every request to
     `/v1` comes through here)."""
     services = services_of(request)
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
-        raise unauthorized("send your API key as `Authorization: Bearer <key>`")
-    if users.is_user_token(key):
-        raise unauthorized("a user token does not work here: send the site's API key")
-    secret = services.settings.secret_key
-    account_id = services.keys.get(key, secret)
+    key = api_key_of(request.headers.get("authorization", ""))
+    account_id = services.keys.get(key, services.settings.secret_key)
     if account_id is None:
         account_id = await run_in_threadpool(_authenticate, services, key)
     if account_id is None:
         raise unauthorized("unknown or revoked API key")
     return account_id
+
+
+def api_key_of(authorization: str) -> str:
+    """The API key an `Authorization` header's value carries, else the 401 saying why."""
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise unauthorized("send your API key as `Authorization: Bearer <key>`")
+    if users.is_user_token(key):
+        raise unauthorized("a user token does not work here: send the site's API key")
+    return key
 
 
 def _authenticate(services: Services, key: str) -> int | None:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from service import errors, tables
 from service.callbacks import UnsafeCallbackURL, check_callback_url, needs_lookup
 from service.checks import CheckRequest
-from service.deps import AccountId, SessionDep, services_of
+from service.deps import AccountId, Services, SessionDep, services_of
 from service.errors import ApiError
 from service.privacy import protect
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
@@ -91,7 +91,12 @@ def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDe
 )
 async def check_comment(body: CheckIn, account_id: AccountId, request: Request) -> Response:
     """Score a comment now, store it with its verdict, and return the verdict."""
-    services = services_of(request)
+    return await run_check(services_of(request), account_id, body)
+
+
+async def run_check(services: Services, account_id: int, body: CheckIn) -> Response:
+    """The work of `POST /v1/check` once the request is authenticated and valid (also done by
+    service.fastpath, which answers the common case without the router)."""
     _check_size(body, services.settings)
     check = CheckRequest(account_id, protect(body, services.settings))
     assert services.checks is not None, "build_services starts the batcher"

@@ -1,0 +1,119 @@
+"""`POST /v1/check`'s common case, answered without the router.
+
+A check's own work is a few lines (service/routers/comments.py: `run_check`); between the
+middleware and those lines FastAPI and Starlette add about a dozen layers per request (the
+exception middleware, the exit stack, routing, the request object, dependency solving for the
+key and the body, the response wrapper), which cost as much CPU as the check's database insert.
+`CheckFastPath` sits inside the middleware that every request passes (request id, rate limits,
+body size), so those still apply, and answers a check itself when nothing about it is unusual:
+a JSON body that validates as `CheckIn`, and an API key that this process has authenticated
+recently (the same cache the dependency reads). Anything else (no key or an unknown one, a
+content type or body that would not validate, another path or method) goes on to the app with
+the body replayed, which answers it exactly as before; nothing has been done with it yet. An
+exception raised by the check is answered by the app's exception handlers, as the exception
+middleware would.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.deps import Services, api_key_of
+from service.errors import ApiError
+from service.routers.comments import run_check
+from service.schemas import CheckIn
+
+PATH = "/v1/check"
+
+
+class CheckFastPath:
+    """Answers `POST /v1/check` when it is authenticated from the key cache and valid; hands
+    everything else to `app`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        services: Services | None = getattr(scope["app"].state, "services", None)
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        found = _understood(services, scope, body) if services is not None else None
+        if found is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        account_id, check = found
+        assert services is not None
+        try:
+            response = await run_check(services, account_id, check)
+        except Exception as exc:
+            handler = _handler_for(scope["app"], exc)
+            if handler is None:
+                raise  # as the exception middleware would: the server error middleware's
+            response = handler(Request(scope, receive), exc)
+            if inspect.isawaitable(response):
+                response = await response
+        await response(scope, receive, send)
+
+
+def _understood(services: Services, scope: Scope, body: bytes) -> tuple[int, CheckIn] | None:
+    """The account and the check, when this request is a plain valid check by a cached key."""
+    authorization = content_type = None
+    for name, value in scope["headers"]:
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+        elif name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+    if content_type is None or content_type.split(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        key = api_key_of(authorization or "")
+    except ApiError:
+        return None
+    account_id = services.keys.get(key, services.settings.secret_key)
+    if account_id is None:
+        return None
+    try:
+        return account_id, CheckIn.model_validate(json.loads(body))
+    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError included
+        return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _handler_for(app: Any, exc: Exception) -> Any:
+    """The app's handler for `exc` by its classes, as Starlette's exception middleware finds
+    it; None for one that only `Exception`'s handler takes (the server error middleware's)."""
+    handlers = app.exception_handlers
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        if cls in handlers:
+            return handlers[cls]
+    return None
