@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+import math
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from classifier import Decision
 from service import tables
 
 SHORT = 512
 LONG = 4096
+
+
+def _in_utc(value: datetime) -> datetime:
+    # A time near datetime's limits can fall outside them once converted to UTC
+    # (0001-01-01T00:00+14:00): refused here rather than where it is compared or stored.
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError as exc:
+        raise ValueError("out of range once converted to UTC") from exc
+
+
+# A time from a request: naive means UTC; converted to UTC, and within range there.
+UtcDateTime = Annotated[datetime, AfterValidator(_in_utc)]
+
+
+def check_text(value: Any) -> Any:
+    """Refuse what no database stores as text or JSON: NUL (PostgreSQL), lone surrogates (not
+    UTF-8), NaN and infinities (not JSON); nested lists and dicts are checked too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError("must not contain lone surrogates (not UTF-8)") from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key)
+            check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(item)
+    return value
 
 
 class CommentIn(BaseModel):
@@ -29,7 +66,9 @@ class CommentIn(BaseModel):
     referrer: str = Field(default="", max_length=LONG)
     permalink: str = Field(default="", max_length=LONG)
     comment_type: str = Field(default="", max_length=64)
-    created_at: datetime | None = Field(default=None, description="When the comment was written.")
+    created_at: UtcDateTime | None = Field(
+        default=None, description="When the comment was written."
+    )
     blog: str = Field(
         default="", max_length=2048, description="The site's URL; sites are created on first use."
     )
@@ -41,11 +80,14 @@ class CommentIn(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
+    def _storable(cls, value: Any) -> Any:
         # PostgreSQL text cannot hold NUL; refusing it here keeps both databases alike.
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
+        return check_text(value)
+
+    @model_validator(mode="after")
+    def _storable_extra(self) -> CommentIn:
+        check_text(self.model_extra or {})  # unknown keys: no field validator sees them
+        return self
 
     def all_extra(self) -> dict[str, Any]:
         """`extra` plus every unknown key the platform sent."""
@@ -424,6 +466,7 @@ class ActivatedOut(BaseModel):
 
 
 # --- credentials and the admin audit (service/routers/admin.py) ------------------------------
+
 
 class ApiKeyOut(BaseModel):
     """An account's API key, without its secret (only its lookup prefix)."""

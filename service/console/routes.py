@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, Signer
 
@@ -307,7 +307,7 @@ def sites_page(
 
 @router.post("/sites/{site_id}/thresholds", response_class=HTMLResponse)
 def save_site_thresholds(
-    site_id: int,
+    site_id: Annotated[int, Path(ge=1, le=tables.MAX_ROW_ID)],
     request: Request,
     user: AdminDep,
     services: ServicesDep,

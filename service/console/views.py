@@ -60,6 +60,11 @@ def render(
 # --- the queue -----------------------------------------------------------------------------
 
 
+def _is_row_id(text: str) -> bool:
+    # isdigit() alone admits "²" and other digits int() refuses.
+    return text.isascii() and text.isdigit() and 0 < int(text) <= tables.MAX_ROW_ID
+
+
 @dataclass(frozen=True, slots=True)
 class QueueFilters:
     """The queue's filters, read leniently from a query string (a form leaves fields empty)."""
@@ -83,7 +88,7 @@ class QueueFilters:
         decision = params.get("decision", "unsure")
         q = params.get("q", "").strip()[:MAX_SEARCH]
         return cls(
-            site=int(site_text) if site_text.isdigit() else None,
+            site=int(site_text) if _is_row_id(site_text) else None,
             decision=decision if decision in dict(DECISIONS) else "unsure",
             since=day("since"),
             until=day("until"),
@@ -97,8 +102,10 @@ class QueueFilters:
 
     @property
     def received_before(self) -> datetime | None:
-        # "until" is a whole day: everything received before the next one.
-        return datetime.combine(self.until + timedelta(days=1), time(), UTC) if self.until else None
+        # "until" is a whole day: everything received before the next one (if there is one).
+        if self.until is None or self.until == date.max:
+            return None
+        return datetime.combine(self.until + timedelta(days=1), time(), UTC)
 
     def query_string(self) -> str:
         values = {

@@ -16,8 +16,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter
 from sqlalchemy import (
     Boolean,
     ColumnElement,
@@ -65,6 +66,7 @@ from service.schemas import (
     ThresholdsIn,
     ThresholdsOut,
     UserOut,
+    UtcDateTime,
 )
 from service.site_thresholds import InvalidThresholds, SiteThresholds, set_site_thresholds
 
@@ -114,8 +116,14 @@ def _check_site(user: UserPrincipal, site: int | None) -> None:
 
 # --- the queue ---------------------------------------------------------------------------
 
+SiteFilter = Annotated[
+    int | None, Query(ge=1, le=tables.MAX_ROW_ID, description="Only this site (its id).")
+]
 Order = Literal["uncertainty", "newest"]
 DecisionFilter = Literal["unsure", "ham", "spam", "discard", "all"]
+
+
+_CURSOR_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDateTime)
 
 
 def _encode_cursor(value: Any, comment_id: uuid.UUID) -> str:
@@ -127,14 +135,19 @@ def _decode_cursor(cursor: str, order: Order) -> tuple[Any, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value, comment_id = json.loads(raw)
-        value = float(value) if order == "uncertainty" else datetime.fromisoformat(value)
+        if order == "uncertainty":
+            value = float(value)
+        else:
+            value = _CURSOR_TIME.validate_python(datetime.fromisoformat(value))
         return value, uuid.UUID(comment_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
+    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # What went wrong inside is ours to know: the caller learns only that the cursor is bad.
+        message = "the cursor is not one this endpoint returned (with the same order)"
         raise ApiError(
             422,
             "invalid_cursor",
-            "the cursor is not one this endpoint returned (with the same order)",
-            details=[{"loc": ["query", "cursor"], "msg": str(exc), "type": "invalid_cursor"}],
+            message,
+            details=[{"loc": ["query", "cursor"], "msg": message, "type": "invalid_cursor"}],
         ) from exc
 
 
@@ -274,7 +287,7 @@ def queue_page(
 def moderation_queue(
     user: CurrentUser,
     session: SessionDep,
-    site: Annotated[int | None, Query(description="Only this site (its id).")] = None,
+    site: SiteFilter = None,
     decision: Annotated[
         DecisionFilter, Query(description="The verdicts to list; `all` for every one.")
     ] = "unsure",
@@ -283,9 +296,11 @@ def moderation_queue(
         Query(description="`uncertainty`: |score − 0.5| ascending (least sure first); `newest`."),
     ] = "uncertainty",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-    since: Annotated[datetime | None, Query(description="Received from then.")] = None,
-    until: Annotated[datetime | None, Query(description="…and before then.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="`next_cursor` of the previous page.")
+    ] = None,
+    since: Annotated[UtcDateTime | None, Query(description="Received from then.")] = None,
+    until: Annotated[UtcDateTime | None, Query(description="…and before then.")] = None,
     q: Annotated[
         str | None,
         Query(max_length=200, description="Text in the content, author, e-mail, URL or IP."),
@@ -496,9 +511,9 @@ def moderation_stats(
     user: CurrentUser,
     session: SessionDep,
     services: ServicesDep,
-    site: Annotated[int | None, Query(description="Only this site (its id).")] = None,
-    since: Annotated[datetime | None, Query(description="Comments received from then.")] = None,
-    until: Annotated[datetime | None, Query(description="…and before then.")] = None,
+    site: SiteFilter = None,
+    since: Annotated[UtcDateTime | None, Query(description="Comments received from then.")] = None,
+    until: Annotated[UtcDateTime | None, Query(description="…and before then.")] = None,
 ) -> StatsOut:
     """Per-site counts: checked, each decision, labels, missed spam and false positives."""
     _check_site(user, site)
@@ -569,7 +584,7 @@ def update_site_thresholds(
     responses=_responses(401, 403, 404, 422, 503),
 )
 def put_site_thresholds(
-    site_id: int,
+    site_id: Annotated[int, Path(ge=1, le=tables.MAX_ROW_ID)],
     body: ThresholdsIn,
     admin: AdminUser,
     services: ServicesDep,
