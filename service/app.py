@@ -117,7 +117,9 @@ def build_services(settings: Settings) -> Services:
     services = Services(settings, engine, sessions, models, queue)
     services.limiter = RateLimiter(settings)
     # Sites are re-read after a few seconds: an admin's threshold change reaches every process.
-    services.sites = SiteCache(ttl_seconds=settings.site_cache_seconds)
+    services.sites = SiteCache(
+        ttl_seconds=settings.site_cache_seconds, max_sites=settings.max_sites_per_account
+    )
     # ... and so does a key's revocation: a key is authenticated again as often.
     services.keys = KeyCache(ttl=settings.site_cache_seconds)
     log.info("%s", ratelimit.describe(settings))

@@ -9,12 +9,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.engine import ModelNotLoaded
+from service.intake import SiteLimitReached
 from service.schemas import ErrorOut
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,15 @@ def install(app: FastAPI) -> None:
     async def _data(_request: Request, exc: DataError) -> JSONResponse:
         log.info("database refused a value: %s", exc.orig)
         return error_response(422, "invalid_data", "a value cannot be stored (out of range?)")
+
+    @app.exception_handler(SiteLimitReached)
+    async def _site_limit(request: Request, exc: SiteLimitReached) -> Response:
+        # Raised where a site is created, shared by every path: the Akismet calls answer in
+        # their own protocol, `invalid` with the reason in Akismet's debug header.
+        if request.url.path.startswith(("/1.1/", "/1.2/")):
+            return PlainTextResponse("invalid", headers={"X-akismet-debug-help": str(exc)})
+        details = {"limit": exc.limit}
+        return error_response(422, "site_limit_reached", str(exc), details)
 
     @app.exception_handler(PoolTimeout)
     async def _pool(_request: Request, exc: PoolTimeout) -> JSONResponse:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,18 @@ from service.site_thresholds import SiteThresholds
 from service.writes import transient
 
 DEFAULT_SITE = ""
+
+
+class SiteLimitReached(ValueError):
+    """The account has as many sites as it may (`max_sites_per_account`): no new one."""
+
+    def __init__(self, account_id: int, limit: int) -> None:
+        super().__init__(
+            f"this account has reached its limit of {limit} sites: a comment can only name "
+            "one of its existing sites (blog)"
+        )
+        self.account_id = account_id
+        self.limit = limit
 
 
 def normalise_site_url(blog: str) -> str:
@@ -52,6 +64,8 @@ class SiteCache:
     A site's id and URL never change, but an admin may change its thresholds: an entry is
     read again after `ttl_seconds`, so a change made in another process takes effect here
     within that long (`forget` makes it immediate in the process that made it).
+
+    `max_sites` (per account; 0: no limit) is the limit `resolve_site` creates sites within.
     """
 
     def __init__(
@@ -59,9 +73,11 @@ class SiteCache:
         size: int = 100_000,
         ttl_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        max_sites: int = 0,
     ) -> None:
         self.size = size
         self.ttl_seconds = ttl_seconds
+        self.max_sites = max_sites
         self._clock = clock
         self._sites: dict[tuple[int, str], tuple[float, SiteRef]] = {}
 
@@ -85,11 +101,12 @@ def site_ref(row: tables.Site) -> SiteRef:
 
 
 def resolve_site(session: Session, cache: SiteCache, account_id: int, blog: str) -> SiteRef:
-    """The account's site for a comment's `blog`, created on first use."""
+    """The account's site for a comment's `blog`, created on first use (SiteLimitReached if
+    the account has `cache.max_sites` already)."""
     url = normalise_site_url(blog)
     site = cache.get(account_id, url)
     if site is None:
-        site = site_ref(get_or_create_site(session, account_id, url))
+        site = site_ref(get_or_create_site(session, account_id, url, cache.max_sites))
         # Committed before it is cached: a site created in a transaction that then failed
         # must not be handed to later requests (their comments would name no site).
         session.commit()
@@ -97,12 +114,26 @@ def resolve_site(session: Session, cache: SiteCache, account_id: int, blog: str)
     return site
 
 
-def get_or_create_site(session: Session, account_id: int, url: str) -> tables.Site:
-    """The account's site for `url`, created on first use (safe against concurrent creation)."""
+def get_or_create_site(
+    session: Session, account_id: int, url: str, max_sites: int = 0
+) -> tables.Site:
+    """The account's site for `url`, created on first use (safe against concurrent creation)
+    if the account has fewer than `max_sites` (0: no limit), else SiteLimitReached.
+
+    Two requests creating an account's last sites at the same moment may both get theirs:
+    the limit bounds what one key can make grow, give or take a few."""
     query = select(tables.Site).where(tables.Site.account_id == account_id, tables.Site.url == url)
     site = session.execute(query).scalar_one_or_none()
     if site is not None:
         return site
+    if max_sites:
+        count = session.execute(
+            select(func.count())
+            .select_from(tables.Site)
+            .where(tables.Site.account_id == account_id)
+        ).scalar_one()
+        if count >= max_sites:
+            raise SiteLimitReached(account_id, max_sites)
     site = tables.Site(account_id=account_id, url=url, callback_secret=secrets.token_hex(32))
     try:
         with session.begin_nested():

@@ -72,8 +72,8 @@ def label_kind(label: str, decision: str) -> str:
 class Snapshot:
     """The database's figures at one moment."""
 
-    received: list[tuple[int, str, int]] = field(default_factory=list)  # account, site, n
-    scored: list[tuple[int, str, str, int]] = field(default_factory=list)  # + decision
+    received: list[tuple[int, int]] = field(default_factory=list)  # account, n
+    scored: list[tuple[int, str, int]] = field(default_factory=list)  # account, decision, n
     deliveries: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     latency_buckets: list[int] = field(default_factory=list)  # cumulative, per bound
@@ -86,19 +86,22 @@ def read_snapshot(sessions: SessionFactory) -> Snapshot:
     comment, site, verdict = tables.Comment, tables.Site, tables.Verdict
     snapshot = Snapshot()
     with sessions() as session:
+        # By account, not by site: an account's sites are whatever blogs its comments name
+        # (up to max_sites_per_account each), too many series to scrape, and their URLs are
+        # the account's business, not the scraper's. Per-site figures: /v1/moderation/stats.
         received = session.execute(
-            select(site.account_id, site.url, func.count(comment.id))
+            select(site.account_id, func.count(comment.id))
             .join(comment, comment.site_id == site.id)
-            .group_by(site.account_id, site.url)
+            .group_by(site.account_id)
         ).all()
-        snapshot.received = [(a, u, int(n)) for a, u, n in received]
+        snapshot.received = [(a, int(n)) for a, n in received]
         scored = session.execute(
-            select(site.account_id, site.url, verdict.decision, func.count(verdict.id))
+            select(site.account_id, verdict.decision, func.count(verdict.id))
             .join(comment, comment.site_id == site.id)
             .join(verdict, verdict.comment_id == comment.id)
-            .group_by(site.account_id, site.url, verdict.decision)
+            .group_by(site.account_id, verdict.decision)
         ).all()
-        snapshot.scored = [(a, u, d, int(n)) for a, u, d, n in scored]
+        snapshot.scored = [(a, d, int(n)) for a, d, n in scored]
         deliveries = session.execute(
             select(tables.CallbackDelivery.status, func.count()).group_by(
                 tables.CallbackDelivery.status
@@ -202,19 +205,17 @@ class ServiceCollector(Collector):
             log.warning("metrics: the database did not answer: %s", exc)
             return
         received = CounterMetricFamily(
-            "commentguard_comments_received",
-            "Comments received, by account and site",
-            labels=["account", "site"],
+            "commentguard_comments_received", "Comments received, by account", labels=["account"]
         )
-        for account, site, n in snap.received:
-            received.add_metric([str(account), site], n)
+        for account, n in snap.received:
+            received.add_metric([str(account)], n)
         scored = CounterMetricFamily(
             "commentguard_comments_scored",
-            "Comments scored, by account, site and decision",
-            labels=["account", "site", "decision"],
+            "Comments scored, by account and decision",
+            labels=["account", "decision"],
         )
-        for account, site, decision, n in snap.scored:
-            scored.add_metric([str(account), site, decision], n)
+        for account, decision, n in snap.scored:
+            scored.add_metric([str(account), decision], n)
         deliveries = GaugeMetricFamily(
             "commentguard_callback_deliveries",
             "Callback deliveries by outcome (pending, delivered, failed)",

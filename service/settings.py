@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -160,8 +161,19 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
     # How long /metrics reuses the database counts it read, seconds.
     metrics_cache_seconds: float = Field(default=5.0, ge=0)
-    # If set, GET /metrics requires `Authorization: Bearer <this token>`.
+    # If set, GET /metrics requires `Authorization: Bearer <this token>` from anywhere.
     metrics_token: str | None = None
+    # Without a token, GET /metrics answers only clients in these networks (comma-separated
+    # CIDRs; default: the machine itself); others get 403. Behind a proxy on the same machine
+    # every client looks local: set a token there.
+    metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"]
+    )
+
+    # Sites an account may have: a comment naming a new blog past this many is refused (422
+    # on /v1, `invalid` on the Akismet calls), so that one key cannot grow the sites table
+    # without end. 0: no limit. Admins granting a site create it whatever the count.
+    max_sites_per_account: int = Field(default=1000, ge=0)
 
     # Per-site thresholds (service/site_thresholds.py): how long an API process reuses a site's
     # row (its id and thresholds) before reading it again, seconds. An admin's change takes
@@ -169,6 +181,16 @@ class Settings(BaseSettings):
     # (workers read the site with each comment, so at once). API keys are cached as long: a
     # revoked key is refused by every API process within this long.
     site_cache_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("metrics_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for network in value:
+                ipaddress.ip_network(str(network), strict=False)  # ValueError if not a CIDR
+        return value
 
     @field_validator("callback_allowed_hosts", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from service.callbacks import UnsafeCallbackURL, check_callback_url, needs_looku
 from service.checks import CheckRequest
 from service.deps import AccountId, Services, SessionDep, services_of
 from service.errors import ApiError
+from service.intake import normalise_site_url, resolve_site
 from service.privacy import protect
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
 from service.settings import Settings
@@ -28,6 +29,18 @@ def _check_size(body: CommentIn, settings: Settings) -> None:
             "content_too_large",
             f"content is {size} bytes of UTF-8; the limit is {settings.max_content_bytes}",
         )
+
+
+async def _ensure_site(services: Services, account_id: int, blog: str) -> None:
+    """Find or create the comment's site before it joins a batch, so that a site the account
+    may not create (SiteLimitReached: 422) fails this request alone, not its batch."""
+    if services.sites.get(account_id, normalise_site_url(blog)) is None:
+        await run_in_threadpool(_resolve_site, services, account_id, blog)
+
+
+def _resolve_site(services: Services, account_id: int, blog: str) -> None:
+    with services.sessions() as session:
+        resolve_site(session, services.sites, account_id, blog)
 
 
 def _check_callback(url: str, settings: Settings) -> None:
@@ -63,6 +76,7 @@ async def submit_comment(
             await run_in_threadpool(_check_callback, body.callback_url, settings)  # DNS
         else:
             _check_callback(body.callback_url, settings)
+    await _ensure_site(services, account_id, body.blog)
     assert services.submissions is not None, "build_services starts the batcher"
     accepted: Accepted = await services.submissions.submit(
         Submission(account_id, protect(body, settings))
@@ -98,6 +112,7 @@ async def run_check(services: Services, account_id: int, body: CheckIn) -> Respo
     """The work of `POST /v1/check` once the request is authenticated and valid (also done by
     service.fastpath, which answers the common case without the router)."""
     _check_size(body, services.settings)
+    await _ensure_site(services, account_id, body.blog)
     check = CheckRequest(account_id, protect(body, services.settings))
     assert services.checks is not None, "build_services starts the batcher"
     answer: CommentOut = await services.checks.submit(check)

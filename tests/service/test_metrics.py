@@ -114,8 +114,7 @@ def test_count_comments_labels_and_latency_the_same_from_every_process(
     after_first, after_second = scrape(first), scrape(second)
     assert after_first == after_second  # any process answers with the same figures
     account_label = str(account.id)
-    assert value(after_first, "commentguard_comments_received_total", account=account_label,
-                 site=site) == 4  # fmt: skip
+    assert value(after_first, "commentguard_comments_received_total", account=account_label) == 4
     for decision in set(decisions.values()):
         expected = sum(1 for d in decisions.values() if d == decision)
         assert (
@@ -123,7 +122,6 @@ def test_count_comments_labels_and_latency_the_same_from_every_process(
                 after_first,
                 "commentguard_comments_scored_total",
                 account=account_label,
-                site=site,
                 decision=decision,
             )
             == expected
@@ -209,6 +207,45 @@ def test_require_the_metrics_token_when_set(metrics_settings: Settings) -> None:
         assert wrong.status_code == 401
         assert wrong.json()["error"]["code"] == "unauthorized"
         assert scrape(url, {"Authorization": "Bearer s3cret-metrics"})
+
+
+def test_keep_the_series_count_whatever_sites_a_key_names(
+    servers: tuple[str, str], settings: Settings
+) -> None:
+    """Each new blog a key names is a site, but no new series: the metrics carry no site."""
+    first, _ = servers
+    account = create_account(settings, "many-sites")
+    with httpx.Client(base_url=first, timeout=10) as client:
+
+        def check(blog: str) -> None:
+            body = {"content": HAM, "blog": blog}
+            assert client.post("/v1/check", json=body, headers=account.headers).status_code == 200
+
+        check("https://first-of-many.example")
+        before = scrape(first)
+        text_before = client.get("/metrics").text
+        for n in range(30):
+            check(f"https://site-{n}.many.example")
+        after = scrape(first)
+        text_after = client.get("/metrics").text
+    assert set(after) == set(before), "the same series, only their values grew"
+    assert len(text_after) <= len(text_before) + 100
+    assert "many.example" not in text_after
+    received = value(after, "commentguard_comments_received_total", account=str(account.id))
+    assert received == 31
+
+
+def test_refuse_metrics_outside_the_allowed_networks(metrics_settings: Settings) -> None:
+    elsewhere = metrics_settings.model_copy(update={"metrics_allowed_networks": ["10.0.0.0/8"]})
+    with serve_app(elsewhere) as url:
+        refused = httpx.get(f"{url}/metrics", timeout=10)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "forbidden"
+    token = elsewhere.model_copy(update={"metrics_token": "s3cret-metrics"})
+    with serve_app(token) as url:  # a token is asked of every client, from anywhere
+        assert scrape(url, {"Authorization": "Bearer s3cret-metrics"})
+    with serve_app(metrics_settings) as url:  # the default: the machine itself
+        assert scrape(url)
 
 
 def test_count_retraining_runs_from_the_hook(
