@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session
 from classifier import Decision, LoadedModel, Reason
 from service import security, tables
 from service.engine import attach, compute_verdict
-from service.intake import SiteCache, SiteRef, new_comment, resolve_site, store_comment
+from service.intake import (
+    SiteCache,
+    SiteRef,
+    new_comment,
+    normalise_site_url,
+    resolve_site,
+    store_comment,
+)
 from service.labels import AppliedLabel, apply_label
 from service.memory import NearDuplicateMemory
 from service.schemas import CommentIn
@@ -133,8 +140,25 @@ def _charset(content_type: str | None) -> str | None:
     return None
 
 
+# Codecs Python calls text encodings that do not decode bytes of text: a body declaring one is
+# refused rather than decoded into something no one sent.
+_NOT_TEXT = frozenset({"idna", "punycode", "undefined"})
+
+
+class UnsupportedCharset(ValueError):
+    """A body whose declared charset names a codec that is no text encoding."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f'Unsupported charset "{name}": it is no text encoding; send UTF-8 (or declare '
+            "the charset the body is in)"
+        )
+
+
 def _codec(*names: str | None) -> str:
-    """The first name that is a known text codec; UTF-8 if none is."""
+    """The first name that is a known codec; UTF-8 if none is (an unknown name may be a real
+    charset Python lacks, and UTF-8 is the best guess). UnsupportedCharset if that codec is
+    no text encoding (base64, idna, ...)."""
     for name in names:
         if not name:
             continue
@@ -142,9 +166,17 @@ def _codec(*names: str | None) -> str:
             info = codecs.lookup(name)
         except LookupError:
             continue
-        if getattr(info, "_is_text_encoding", True):
-            return info.name
+        if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_TEXT:
+            raise UnsupportedCharset(name)
+        return info.name
     return "utf-8"
+
+
+def _decode(raw: bytes, charset: str) -> str:
+    try:
+        return raw.decode(charset, "replace").replace("\x00", "")
+    except UnicodeError as exc:  # a codec that cannot replace what it cannot decode
+        raise UnsupportedCharset(charset) from exc
 
 
 def _pairs(raw: bytes) -> Iterable[tuple[bytes, bytes]]:
@@ -165,16 +197,14 @@ def parse_request(
 
     The charset is the Content-Type's, else the `blog_charset` field's, else UTF-8; bytes
     that are not valid in it become U+FFFD rather than an error. NULs are dropped, since
-    PostgreSQL cannot store them.
+    PostgreSQL cannot store them. UnsupportedCharset when the charset is no text encoding.
     """
     pairs = [*_pairs(query), *_pairs(body)]
     declared = next((v for n, v in pairs if n == b"blog_charset"), b"").decode("ascii", "replace")
     charset = _codec(_charset(content_type), declared)
     fields: dict[str, list[str]] = {}
     for raw_name, raw_value in pairs:
-        name = raw_name.decode(charset, "replace").replace("\x00", "")
-        value = raw_value.decode(charset, "replace").replace("\x00", "")
-        fields.setdefault(name, []).append(value)
+        fields.setdefault(_decode(raw_name, charset), []).append(_decode(raw_value, charset))
     return AkismetRequest(fields, host)
 
 
@@ -184,25 +214,28 @@ def missing_field(request: AkismetRequest, *names: str) -> str | None:
 
 
 def authenticate(session: Session, keys: security.KeyCache, secret: str, key: str) -> int | None:
-    """The account of an API key (cached like the bearer keys of /v1), or None."""
+    """The account of an API key, `cg` or Akismet-shaped (cached like the bearer keys of /v1,
+    which refuse Akismet-shaped keys before their cache), or None."""
     if not key:
         return None
+    if security.is_akismet_key(key.lower()):
+        key = key.lower()
     account_id = keys.get(key, secret)
     if account_id is None:
-        account_id = security.authenticate(session, key, secret)
+        account_id = security.authenticate_akismet(session, key, secret)
         if account_id is not None:
             keys.put(key, secret, account_id)
     return account_id
 
 
-def public_name(key: str) -> str:
-    """A key as reports show it: its lookup prefix only, never the key itself."""
-    return f"{security.KEY_PREFIX}{security.lookup_prefix(key)}…"
+def public_name(key: str, secret: str) -> str:
+    """A key as reports show it: never the key itself."""
+    return f"{security.key_label(key, secret)}…"
 
 
-def actor(key: str) -> str:
+def actor(key: str, secret: str) -> str:
     """How labels name the key that sent them."""
-    return f"akismet:{security.KEY_PREFIX}{security.lookup_prefix(key)}"
+    return f"akismet:{security.key_label(key, secret)}"
 
 
 # --- the comment and the test values -----------------------------------------------------
@@ -577,26 +610,40 @@ def _int_param(value: str, default: int, maximum: int | None = None) -> int:
     return min(number, maximum) if maximum is not None else number
 
 
-def key_sites(
-    session: Session,
-    account_id: int,
-    month: str | None = None,
-    url_filter: str = "",
-    order: str = "total",
-    limit: str = "",
-    offset: str = "",
-) -> KeySites:
-    """Per-site activity of the account in a month, as Akismet's key-sites reports it.
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What a site's checks and labels count in a period, as Akismet's reports count them."""
 
-    api_calls, spam and ham count the month's checks by verdict (unsure is ham: it was let
-    through to moderation); missed_spam and false_positives count the comments whose newest
-    label, given that month, contradicts our verdict. ValueError for a malformed month.
+    api_calls: int = 0
+    spam: int = 0
+    ham: int = 0
+    missed_spam: int = 0
+    false_positives: int = 0
+
+    def __add__(self, other: Activity) -> Activity:
+        return Activity(
+            self.api_calls + other.api_calls,
+            self.spam + other.spam,
+            self.ham + other.ham,
+            self.missed_spam + other.missed_spam,
+            self.false_positives + other.false_positives,
+        )
+
+    def any(self) -> bool:
+        return any((self.api_calls, self.spam, self.ham, self.missed_spam, self.false_positives))
+
+
+def activity(
+    session: Session, account_id: int, start: datetime, end: datetime, site_id: int | None = None
+) -> dict[int, Activity]:
+    """Each of the account's sites' activity in [start, end) (only `site_id`'s if given).
+
+    api_calls, spam and ham count the checks by verdict (unsure is ham: it was answered
+    `false`, let through to moderation); missed_spam and false_positives count the comments
+    whose newest label, given in the period, contradicts the answer the platform got.
     """
-    name, start, end = month_bounds(month)
-    order = order if order in KEY_SITES_ORDERS else "total"
-    page_limit = _int_param(limit, KEY_SITES_DEFAULT_LIMIT, KEY_SITES_DEFAULT_LIMIT)
-    page_offset = _int_param(offset, 0)
     decision = tables.Verdict.decision
+    only_site = [tables.Comment.site_id == site_id] if site_id is not None else []
     calls = session.execute(
         select(
             tables.Comment.site_id,
@@ -606,7 +653,7 @@ def key_sites(
         )
         .join(tables.Site, tables.Site.id == tables.Comment.site_id)
         .outerjoin(tables.Verdict, tables.Verdict.comment_id == tables.Comment.id)
-        .where(tables.Site.account_id == account_id, _counted(start, end))
+        .where(tables.Site.account_id == account_id, _counted(start, end), *only_site)
         .group_by(tables.Comment.site_id)
     ).all()
     newest = (
@@ -616,22 +663,10 @@ def key_sites(
         select(
             tables.Comment.site_id,
             func.sum(
-                case(
-                    (
-                        and_(tables.Label.label == "spam", decision.in_(HAM_DECISIONS)),
-                        1,
-                    ),
-                    else_=0,
-                )
+                case((and_(tables.Label.label == "spam", decision.in_(HAM_DECISIONS)), 1), else_=0)
             ),
             func.sum(
-                case(
-                    (
-                        and_(tables.Label.label == "ham", decision.in_(SPAM_DECISIONS)),
-                        1,
-                    ),
-                    else_=0,
-                )
+                case((and_(tables.Label.label == "ham", decision.in_(SPAM_DECISIONS)), 1), else_=0)
             ),
         )
         .select_from(tables.Label)
@@ -645,33 +680,151 @@ def key_sites(
             tables.Label.created_at < end,
             tables.Label.created_comment.is_(False),
             tables.Comment.is_test.is_(False),
+            *only_site,
         )
         .group_by(tables.Comment.site_id)
     ).all()
-    counts: dict[int, dict[str, int]] = {}
-    for site_id, total, spam, ham in calls:
-        counts[site_id] = {"api_calls": total, "spam": int(spam or 0), "ham": int(ham or 0)}
-    for site_id, missed, false_positives in corrections:
-        row = counts.setdefault(site_id, {})
-        row["missed_spam"] = int(missed or 0)
-        row["false_positives"] = int(false_positives or 0)
+    counts: dict[int, Activity] = {}
+    for site, total, spam, ham in calls:
+        counts[site] = Activity(api_calls=total, spam=int(spam or 0), ham=int(ham or 0))
+    for site, missed, false_positives in corrections:
+        counts[site] = counts.get(site, Activity()) + Activity(
+            missed_spam=int(missed or 0), false_positives=int(false_positives or 0)
+        )
+    return counts
+
+
+def key_sites(
+    session: Session,
+    account_id: int,
+    month: str | None = None,
+    url_filter: str = "",
+    order: str = "total",
+    limit: str = "",
+    offset: str = "",
+) -> KeySites:
+    """Per-site activity of the account in a month, as Akismet's key-sites reports it
+    (see `activity`). ValueError for a malformed month."""
+    name, start, end = month_bounds(month)
+    order = order if order in KEY_SITES_ORDERS else "total"
+    page_limit = _int_param(limit, KEY_SITES_DEFAULT_LIMIT, KEY_SITES_DEFAULT_LIMIT)
+    page_offset = _int_param(offset, 0)
+    counts = activity(session, account_id, start, end)
     query = select(tables.Site.id, tables.Site.url).where(tables.Site.id.in_(list(counts)))
     if url_filter.strip():
         query = query.where(
             func.lower(tables.Site.url).contains(url_filter.strip().lower(), autoescape=True)
         )
-    activity = [
+    sites = [
         SiteActivity(
             site=url,
-            api_calls=counts[site_id].get("api_calls", 0),
-            spam=counts[site_id].get("spam", 0),
-            ham=counts[site_id].get("ham", 0),
-            missed_spam=counts[site_id].get("missed_spam", 0),
-            false_positives=counts[site_id].get("false_positives", 0),
+            api_calls=counts[site_id].api_calls,
+            spam=counts[site_id].spam,
+            ham=counts[site_id].ham,
+            missed_spam=counts[site_id].missed_spam,
+            false_positives=counts[site_id].false_positives,
         )
         for site_id, url in session.execute(query).all()
-        if any(counts[site_id].values())
+        if counts[site_id].any()
     ]
-    activity.sort(key=lambda s: (-s.sort_value(order), s.site))
-    page = activity[page_offset : page_offset + page_limit]
-    return KeySites(name, page, page_limit, page_offset, len(activity))
+    sites.sort(key=lambda s: (-s.sort_value(order), s.site))
+    page = sites[page_offset : page_offset + page_limit]
+    return KeySites(name, page, page_limit, page_offset, len(sites))
+
+
+# --- the WordPress plugin's settings page: get-subscription, get-stats ----------------------
+
+STATS_PERIODS = ("all", "6-months", "60-days")
+
+
+def subscription(session: Session, account_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """Akismet's get-subscription answer, in the fields the WordPress plugin reads.
+
+    `status` is `active` (the plugin saves a key only when it is `active`, `active-dunning` or
+    `no-sub`); `limit_reached` follows the account's usage limit as usage-limit reports it:
+    `yellow` over it this month, `red` once throttled.
+    """
+    name = session.execute(
+        select(tables.Account.name).where(tables.Account.id == account_id)
+    ).scalar_one()
+    usage = usage_limit(session, account_id, now)
+    limit_reached: str | bool = False
+    if usage["throttled"]:
+        limit_reached = "red"
+    elif usage["limit"] != "none" and usage["usage"] > usage["limit"]:
+        limit_reached = "yellow"
+    return {
+        "account_id": account_id,
+        "account_name": f"commentguard ({name})",
+        "account_type": "commentguard",
+        "status": "active",
+        "next_billing_date": None,
+        "limit_reached": limit_reached,
+    }
+
+
+def _site_id(session: Session, account_id: int, blog: str) -> int | None:
+    return session.execute(
+        select(tables.Site.id).where(
+            tables.Site.account_id == account_id, tables.Site.url == normalise_site_url(blog)
+        )
+    ).scalar_one_or_none()
+
+
+def _periods(
+    session: Session, account_id: int, site_id: int, period: str, now: datetime
+) -> list[tuple[str, datetime, datetime]]:
+    """The breakdown's periods, oldest first: days for 60-days, months otherwise."""
+    if period == "60-days":
+        today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        days = [today - timedelta(days=back) for back in range(59, -1, -1)]
+        return [(d.strftime("%Y-%m-%d"), d, d + timedelta(days=1)) for d in days]
+    _, this_month, _ = month_bounds(None, now)
+    if period == "6-months":
+        first = _previous_month(this_month, 5)[0]
+    else:
+        oldest = session.execute(
+            select(func.min(tables.Comment.received_at)).where(tables.Comment.site_id == site_id)
+        ).scalar_one_or_none()
+        first = month_bounds(None, oldest)[1] if oldest is not None else this_month
+    months = []
+    while first <= this_month:
+        name, start, end = month_bounds(None, first)
+        months.append((name, start, end))
+        first = end
+    return months
+
+
+def stats(
+    session: Session, account_id: int, blog: str, period: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Akismet's get-stats answer for one site: totals and a breakdown by month (by day for
+    `60-days`), from the same counts as key-sites. ValueError for an unknown period.
+
+    `accuracy` is the share of checks whose answer no label contradicted, in percent (100
+    with no checks). Akismet's `time_saved` is left out: commentguard does not measure it.
+    """
+    if period not in STATS_PERIODS:
+        raise ValueError(f'"from" must be one of {", ".join(STATS_PERIODS)}, not {period!r}')
+    now = now or tables.utcnow()
+    site_id = _site_id(session, account_id, blog)
+    breakdown: dict[str, dict[str, Any]] = {}
+    total = Activity()
+    if site_id is not None:
+        for name, start, end in _periods(session, account_id, site_id, period, now):
+            counted = activity(session, account_id, start, end, site_id).get(site_id, Activity())
+            total = total + counted
+            breakdown[name] = {"date": name, **_stat_counts(counted)}
+    wrong = total.missed_spam + total.false_positives
+    checked = total.spam + total.ham
+    accuracy = 100.0 if checked == 0 else max(0.0, 100.0 * (checked - wrong) / checked)
+    return {**_stat_counts(total), "accuracy": round(accuracy, 2), "breakdown": breakdown}
+
+
+def _stat_counts(counted: Activity) -> dict[str, int]:
+    return {
+        "spam": counted.spam,
+        "ham": counted.ham,
+        "missed_spam": counted.missed_spam,
+        "false_positives": counted.false_positives,
+    }

@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models_router.router)
     app.include_router(metrics.router)
     app.add_exception_handler(akismet.AkismetLimited, akismet.limited_answer)
+    app.add_exception_handler(akismet.AkismetRefused, akismet.refused_answer)
     console.install(app)  # the moderator web console under /console
     # Inside the limits below, which every check still passes (service/fastpath.py).
     app.add_middleware(CheckFastPath)

@@ -453,6 +453,14 @@ def beat(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="Who the key is for.")],
+    akismet: Annotated[
+        bool,
+        typer.Option(
+            "--akismet",
+            help="An Akismet-shaped key (12 hex digits), as the WordPress Akismet plugin "
+            "requires; it works only on the Akismet endpoints.",
+        ),
+    ] = False,
 ) -> None:
     """Create an account and its API key; the key is printed once and never stored."""
     from service import db
@@ -463,7 +471,7 @@ def keys_create(
     engine = db.make_engine(settings)
     try:
         with db.make_session_factory(engine)() as session:
-            new = create_account_with_key(session, name, settings.secret_key)
+            new = create_account_with_key(session, name, settings.secret_key, akismet)
             session.commit()
     finally:
         engine.dispose()

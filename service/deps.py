@@ -144,6 +144,9 @@ def api_key_of(authorization: str) -> str:
         raise unauthorized("send your API key as `Authorization: Bearer <key>`")
     if users.is_user_token(key):
         raise unauthorized("a user token does not work here: send the site's API key")
+    if security.is_akismet_key(key.lower()):
+        # Refused before the key cache, which also holds the keys the Akismet calls used.
+        raise unauthorized("an Akismet-shaped key works only on the Akismet endpoints")
     return key
 
 

@@ -1,9 +1,15 @@
-"""API keys: shown once, stored as an HMAC, found by a short prefix, compared in constant time."""
+"""API keys: shown once, stored as an HMAC, found by a short prefix, compared in constant time.
+
+Two shapes of key: `cg` + 48 hex digits, for every API; and the Akismet-shaped key, 12 lower-case
+hex digits like Akismet's own, which works only on the Akismet endpoints (the WordPress plugin
+refuses any key of another length before it sends a request; see docs/akismet.md).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -20,6 +26,11 @@ from service import audit, tables
 # as a DNS label in Akismet's older `<key>.host` form.
 KEY_PREFIX = "cg"
 LOOKUP_LENGTH = 8
+AKISMET_KEY_LENGTH = 12
+# The `prefix` column of an Akismet-shaped key: it names the kind and reveals none of the key's
+# 48 bits (a lookup prefix would give away a third of them). Such keys are found by their HMAC.
+AKISMET_KEY_MARK = "akismet"
+_AKISMET_KEY = re.compile(r"^[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +56,35 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_hex(24)
 
 
-def create_account_with_key(session: Session, name: str, secret_key: str) -> NewKey:
-    """Create an account and its first key; the caller commits."""
+def is_akismet_key(plaintext: str) -> bool:
+    """Whether a key has the Akismet shape (no `cg` key has it: `g` is no hex digit)."""
+    return _AKISMET_KEY.match(plaintext) is not None
+
+
+def generate_akismet_key() -> str:
+    return secrets.token_hex(AKISMET_KEY_LENGTH // 2)
+
+
+def create_account_with_key(
+    session: Session, name: str, secret_key: str, akismet: bool = False
+) -> NewKey:
+    """Create an account and its first key (Akismet-shaped if `akismet`); the caller commits."""
     account = tables.Account(name=name)
     session.add(account)
     session.flush()
-    plaintext = generate_key()
+    if akismet:
+        plaintext = generate_akismet_key()
+        # 48 bits: a key already taken is drawn again rather than refused by the unique hash.
+        while _find_by_hash(session, hash_key(plaintext, secret_key)) is not None:
+            plaintext = generate_akismet_key()
+        prefix = AKISMET_KEY_MARK
+    else:
+        plaintext = generate_key()
+        prefix = lookup_prefix(plaintext)
     key = tables.ApiKey(
         account_id=account.id,
         name=name,
-        prefix=lookup_prefix(plaintext),
+        prefix=prefix,
         key_hash=hash_key(plaintext, secret_key),
     )
     session.add(key)
@@ -109,8 +139,9 @@ def list_keys(session: Session, account_id: int | None = None) -> list[KeySummar
 
 def _summary(key: tables.ApiKey, account: str) -> KeySummary:
     return KeySummary(
-        key.id, key.account_id, account, key.name, KEY_PREFIX + key.prefix, key.created_at,
-        key.revoked_at,
+        key.id, key.account_id, account, key.name,
+        key.prefix if key.prefix == AKISMET_KEY_MARK else KEY_PREFIX + key.prefix,
+        key.created_at, key.revoked_at,
     )  # fmt: skip
 
 
@@ -134,6 +165,32 @@ def revoke_key(session: Session, key_id: int, actor: audit.Actor) -> tuple[KeySu
         )
         session.flush()
     return _summary(key, account.name if account is not None else ""), changed
+
+
+def _find_by_hash(session: Session, digest: str) -> tables.ApiKey | None:
+    return session.execute(
+        select(tables.ApiKey).where(tables.ApiKey.key_hash == digest)
+    ).scalar_one_or_none()
+
+
+def authenticate_akismet(session: Session, plaintext: str, secret_key: str) -> int | None:
+    """The account id of a key on the Akismet endpoints: a `cg` key, or an Akismet-shaped key
+    (compared in lower case: the plugin's form keeps the case the owner typed)."""
+    if not is_akismet_key(plaintext.lower()):
+        return authenticate(session, plaintext, secret_key)
+    # Looked up by its HMAC: the lookup's timing depends on the digest, never on the key.
+    key = _find_by_hash(session, hash_key(plaintext.lower(), secret_key))
+    if key is None or key.revoked_at is not None or key.prefix != AKISMET_KEY_MARK:
+        return None
+    return key.account_id
+
+
+def key_label(plaintext: str, secret_key: str) -> str:
+    """How logs, labels and reports name a key without giving it away: `cg` and its lookup
+    prefix, or for an Akismet-shaped key the start of its stored HMAC (`akismet-<8 hex>`)."""
+    if is_akismet_key(plaintext.lower()):
+        return f"{AKISMET_KEY_MARK}-{hash_key(plaintext.lower(), secret_key)[:LOOKUP_LENGTH]}"
+    return f"{KEY_PREFIX}{lookup_prefix(plaintext)}"
 
 
 class KeyCache:

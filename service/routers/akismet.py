@@ -57,6 +57,27 @@ async def limited_answer(_request: Request, exc: Exception) -> Response:
     )
 
 
+class AkismetRefused(Exception):
+    """A body that cannot be read (its charset is no text encoding): answered `invalid`."""
+
+
+async def refused_answer(_request: Request, exc: Exception) -> Response:
+    """`invalid` with the reason in the debug-help header, as for any other refused call."""
+    return invalid(str(exc))
+
+
+def _parse(request: Request, body: bytes, query: bytes = b"") -> AkismetRequest:
+    try:
+        return akismet.parse_request(
+            body,
+            request.headers.get("content-type"),
+            query=query,
+            host=request.headers.get("host", ""),
+        )
+    except akismet.UnsupportedCharset as exc:
+        raise AkismetRefused(str(exc)) from exc
+
+
 async def _check_limits(request: Request, services: Services, form: AkismetRequest) -> None:
     limiter = services.limiter
     if limiter is None or not limiter.enabled:
@@ -69,23 +90,14 @@ async def _check_limits(request: Request, services: Services, form: AkismetReque
 
 async def read_form(request: Request, services: ServicesDep) -> AkismetRequest:
     """A 1.1 call: the form-urlencoded body."""
-    body = await request.body()
-    form = akismet.parse_request(
-        body, request.headers.get("content-type"), host=request.headers.get("host", "")
-    )
+    form = _parse(request, await request.body())
     await _check_limits(request, services, form)
     return form
 
 
 async def read_form_and_query(request: Request, services: ServicesDep) -> AkismetRequest:
     """A 1.2 call: the query string and the body, either of which may carry the fields."""
-    body = await request.body()
-    form = akismet.parse_request(
-        body,
-        request.headers.get("content-type"),
-        query=request.url.query.encode("latin-1", "replace"),
-        host=request.headers.get("host", ""),
-    )
+    form = _parse(request, await request.body(), request.url.query.encode("latin-1", "replace"))
     await _check_limits(request, services, form)
     return form
 
@@ -190,7 +202,7 @@ def _submit(
         submission,
         label,
         form.value("guid"),
-        akismet.actor(key),
+        akismet.actor(key, services.settings.secret_key),
         model,
         services.memory,
     )
@@ -214,6 +226,57 @@ def submit_ham(form: Form, services: ServicesDep, session: SessionDep, model: Mo
 
 def _json(data: object) -> Response:
     return Response(json.dumps(data), media_type="application/json")
+
+
+# --- what the WordPress plugin's settings page calls ---------------------------------------
+
+
+@router.get("/1.1/test", response_class=PlainTextResponse, responses=TEXT_ANSWER)
+@router.post(
+    "/1.1/test",
+    response_class=PlainTextResponse,
+    responses=TEXT_ANSWER,
+    operation_id="akismet_test_post",
+)
+def connectivity_test() -> Response:
+    """Akismet's connectivity check: `connected`."""
+    return text("connected")
+
+
+@router.post("/1.1/get-subscription", responses=REPORT_ANSWER)
+def get_subscription(form: Form, services: ServicesDep, session: SessionDep) -> Response:
+    """Akismet get-subscription: the key's account, `active` (JSON); `invalid` for a bad key."""
+    # `key` is the key being checked; `api_key` is the one the plugin had saved before.
+    account_id, _, why = _account(form, services, session, prefer_key=True)
+    if account_id is None:
+        return invalid(why)
+    return _json(akismet.subscription(session, account_id))
+
+
+@router.post("/1.1/get-stats", responses=REPORT_ANSWER)
+def get_stats(form: Form, services: ServicesDep, session: SessionDep) -> Response:
+    """Akismet get-stats: the site's spam, ham, missed spam and false positives (JSON)."""
+    account_id, _, why = _account(form, services, session, prefer_key=True)
+    if account_id is None:
+        return invalid(why)
+    if refused := _missing(form, "blog"):
+        return refused
+    try:
+        report = akismet.stats(
+            session, account_id, form.value("blog"), form.value("from").strip() or "all"
+        )
+    except ValueError as exc:
+        return invalid(str(exc))
+    return _json(report)
+
+
+@router.post("/1.1/deactivate", response_class=PlainTextResponse, responses=TEXT_ANSWER)
+def deactivate(form: Form, services: ServicesDep, session: SessionDep) -> Response:
+    """Akismet deactivate, sent when the plugin is deactivated: `deactivated` (the key stays)."""
+    account_id, _, why = _account(form, services, session, prefer_key=True)
+    if account_id is None:
+        return invalid(why)
+    return text("deactivated")
 
 
 # GET and POST as two routes, so that each has an OpenAPI operation id of its own.
@@ -250,5 +313,8 @@ def key_sites(form: FormAndQuery, services: ServicesDep, session: SessionDep) ->
     except ValueError as exc:
         return invalid(str(exc))
     if result_format == "csv":
-        return Response(report.to_csv(akismet.public_name(key)), media_type="text/csv")
+        return Response(
+            report.to_csv(akismet.public_name(key, services.settings.secret_key)),
+            media_type="text/csv",
+        )
     return _json(report.to_json())

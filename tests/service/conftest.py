@@ -187,11 +187,12 @@ class Account:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def create_account(settings: Settings, name: str = "test") -> Account:
+def create_account(settings: Settings, name: str = "test", akismet: bool = False) -> Account:
+    """An account and its key (Akismet-shaped, 12 hex digits, if `akismet`)."""
     engine = db.make_engine(settings)
     try:
         with db.make_session_factory(engine)() as session:
-            new = security.create_account_with_key(session, name, settings.secret_key)
+            new = security.create_account_with_key(session, name, settings.secret_key, akismet)
             session.commit()
     finally:
         engine.dispose()

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from service import db, tables
 from tests.service.conftest import Account, LiveServer, create_account
@@ -269,7 +269,6 @@ def raw_body(account: Account, content: bytes, **extra: str) -> bytes:
         (f'{FORM}; charset="iso-8859-1"', "Café".encode("latin-1"), "Café"),
         (f"{FORM}; charset=windows-1251", b"%CF%F0%E8%E2%E5%F2", "Привет"),
         (f"{FORM}; charset=no-such-charset", b"Caf%C3%A9", "Café"),
-        (f"{FORM}; charset=base64", b"Caf%C3%A9", "Café"),  # not a text codec
         (None, b"Caf%C3%A9", "Café"),
         ("text/plain", b"Caf%C3%A9", "Café"),
     ],
@@ -286,6 +285,33 @@ def test_comment_check_decodes_the_declared_charset(
     assert response.status_code == 200
     assert response.content in (b"true", b"false")
     assert comment_of(sessions, response).content == expected
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "undefined", "base64", "rot13"])
+@pytest.mark.parametrize("where", ["content-type", "blog_charset"])
+def test_comment_check_refuses_a_charset_that_is_no_text_encoding(
+    http: httpx.Client, account: Account, sessions: db.SessionFactory, charset: str, where: str
+) -> None:
+    if where == "content-type":
+        body, content_type = raw_body(account, b"Caf%C3%A9 %FF"), f"{FORM}; charset={charset}"
+    else:
+        body, content_type = raw_body(account, b"Caf%C3%A9 %FF", blog_charset=charset), FORM
+    with sessions() as session:
+        before = session.execute(select(func.count()).select_from(tables.Comment)).scalar_one()
+    response = post_raw(http, body, content_type)
+    assert_plain(response, b"invalid")
+    assert set(akismet_headers(response)) == {"x-akismet-debug-help"}
+    assert f'Unsupported charset "{charset}"' in response.headers["x-akismet-debug-help"]
+    with sessions() as session:
+        after = session.execute(select(func.count()).select_from(tables.Comment)).scalar_one()
+    assert after == before
+    # Before any key check too: the 1.2 calls read their query string with the same charset.
+    report = http.post(
+        "/1.2/usage-limit", content=b"api_key=x", headers={"Content-Type": content_type}
+    )
+    if where == "content-type":
+        assert_plain(report, b"invalid")
+        assert "Unsupported charset" in report.headers["x-akismet-debug-help"]
 
 
 def test_comment_check_falls_back_to_blog_charset(
@@ -432,3 +458,166 @@ def test_one_point_one_calls_ignore_the_query_string(http: httpx.Client, account
         data={"blog": "https://b.example", "user_ip": "1"},
     )
     assert_plain(response, b"invalid")
+
+
+# --- Akismet-shaped keys -------------------------------------------------------------------
+
+
+@pytest.fixture
+def akismet_account(live_server: LiveServer) -> Account:
+    return create_account(live_server.settings, "wordpress blog", akismet=True)
+
+
+def test_akismet_key_works_on_every_akismet_call(
+    http: httpx.Client, akismet_account: Account, sessions: db.SessionFactory
+) -> None:
+    key = akismet_account.key
+    assert len(key) == 12 and int(key, 16) >= 0
+    verify = http.post("/1.1/verify-key", data={"key": key, "blog": "https://b.example"})
+    assert_plain(verify, b"valid")
+    # The WordPress form keeps the case the owner typed; the key is hex, so either case works.
+    upper = http.post("/1.1/verify-key", data={"key": key.upper(), "blog": "https://b.example"})
+    assert_plain(upper, b"valid")
+    check = http.post("/1.1/comment-check", data=fields(akismet_account))
+    assert_plain(check, b"false")
+    spam = http.post("/1.1/submit-spam", data=fields(akismet_account))
+    assert_plain(spam, THANKS)
+    with sessions() as session:
+        actor = session.execute(
+            select(tables.Label.actor).where(
+                tables.Label.comment_id == uuid.UUID(check.headers["x-akismet-guid"])
+            )
+        ).scalar_one()
+    assert actor is not None and actor.startswith("akismet:akismet-")
+    assert key not in actor and key[:8] not in actor
+    usage = http.get("/1.2/usage-limit", params={"api_key": key})
+    assert usage.json()["usage"] == 1
+
+
+def test_akismet_key_is_refused_on_v1(http: httpx.Client, akismet_account: Account) -> None:
+    # Used once on the Akismet endpoints first, so that it sits in the key cache /v1 reads.
+    assert_plain(
+        http.post("/1.1/verify-key", data={"key": akismet_account.key, "blog": "https://b"}),
+        b"valid",
+    )
+    response = http.post("/v1/check", json={"content": HAM_TEXT}, headers=akismet_account.headers)
+    assert response.status_code == 401
+    assert "Akismet" in response.json()["error"]["message"]
+
+
+def test_unknown_akismet_shaped_key_is_invalid(http: httpx.Client) -> None:
+    response = http.post("/1.1/verify-key", data={"key": "0123456789ab", "blog": "https://b"})
+    assert_plain(response, b"invalid")
+
+
+# --- what the WordPress plugin's settings page calls ----------------------------------------
+
+
+def test_test_answers_connected_without_a_key(http: httpx.Client) -> None:
+    assert_plain(http.get("/1.1/test"), b"connected")
+    assert_plain(http.post("/1.1/test"), b"connected")
+
+
+def test_get_subscription_answers_active_for_the_key_being_checked(
+    http: httpx.Client, akismet_account: Account, account: Account
+) -> None:
+    # The plugin sends the key it checks as `key`, and the key it had saved before as `api_key`.
+    response = http.post(
+        "/1.1/get-subscription",
+        data={"key": akismet_account.key, "api_key": account.key, "blog": "https://b.example"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "account_id": akismet_account.id,
+        "account_name": "commentguard (wordpress blog)",
+        "account_type": "commentguard",
+        "status": "active",
+        "next_billing_date": None,
+        "limit_reached": False,
+    }
+    refused = http.post("/1.1/get-subscription", data={"key": "0123456789ab", "blog": "b"})
+    assert_plain(refused, b"invalid")
+
+
+def test_get_subscription_reports_a_limit_reached(
+    http: httpx.Client, akismet_account: Account, sessions: db.SessionFactory
+) -> None:
+    with sessions() as session:
+        session.execute(
+            update(tables.Account)
+            .where(tables.Account.id == akismet_account.id)
+            .values(usage_limit=1)
+        )
+        session.commit()
+    for _ in range(2):
+        http.post("/1.1/comment-check", data=fields(akismet_account))
+    response = http.post(
+        "/1.1/get-subscription", data={"key": akismet_account.key, "blog": "https://b"}
+    )
+    assert response.json()["limit_reached"] == "yellow"
+
+
+def test_get_stats_counts_the_site_checks_and_corrections(
+    http: httpx.Client, akismet_account: Account
+) -> None:
+    blog = "https://stats.example"
+    ham = http.post("/1.1/comment-check", data=fields(akismet_account, blog=blog))
+    spam = http.post(
+        "/1.1/comment-check",
+        data=fields(akismet_account, blog=blog, comment_author="akismet-guaranteed-spam"),
+    )
+    assert (ham.text, spam.text) == ("false", "true")
+    http.post("/1.1/comment-check", data=fields(akismet_account, blog="https://other.example"))
+    http.post("/1.1/comment-check", data=fields(akismet_account, blog=blog, is_test="1"))
+    # The spam was not spam after all: a false positive.
+    http.post(
+        "/1.1/submit-ham",
+        data=fields(akismet_account, blog=blog, guid=spam.headers["x-akismet-guid"]),
+    )
+    month = tables.utcnow().strftime("%Y-%m")
+    expected_counts = {"spam": 1, "ham": 1, "missed_spam": 0, "false_positives": 1}
+    for period in ("all", "6-months"):
+        response = http.post(
+            "/1.1/get-stats", data={"key": akismet_account.key, "blog": blog, "from": period}
+        )
+        assert response.headers["content-type"] == "application/json"
+        stats = response.json()
+        assert {k: stats[k] for k in expected_counts} == expected_counts
+        assert stats["accuracy"] == 50.0
+        assert stats["breakdown"][month] == {"date": month, **expected_counts}
+        assert len(stats["breakdown"]) == (1 if period == "all" else 6)
+    days = http.post(
+        "/1.1/get-stats", data={"key": akismet_account.key, "blog": blog, "from": "60-days"}
+    ).json()
+    assert len(days["breakdown"]) == 60
+    assert days["breakdown"][tables.utcnow().strftime("%Y-%m-%d")]["spam"] == 1
+
+
+def test_get_stats_answers_zeros_for_a_site_never_seen(
+    http: httpx.Client, akismet_account: Account
+) -> None:
+    stats = http.post(
+        "/1.1/get-stats", data={"key": akismet_account.key, "blog": "https://new.example"}
+    ).json()
+    assert stats == {
+        "spam": 0, "ham": 0, "missed_spam": 0, "false_positives": 0, "accuracy": 100.0,
+        "breakdown": {},
+    }  # fmt: skip
+
+
+def test_get_stats_refuses_an_unknown_period(http: httpx.Client, akismet_account: Account) -> None:
+    response = http.post(
+        "/1.1/get-stats", data={"key": akismet_account.key, "blog": "https://b", "from": "1-year"}
+    )
+    assert_plain(response, b"invalid")
+    assert "60-days" in response.headers["x-akismet-debug-help"]
+
+
+def test_deactivate_answers_deactivated_and_keeps_the_key(
+    http: httpx.Client, akismet_account: Account
+) -> None:
+    data = {"key": akismet_account.key, "blog": "https://b.example"}
+    assert_plain(http.post("/1.1/deactivate", data=data), b"deactivated")
+    assert_plain(http.post("/1.1/verify-key", data=data), b"valid")
+    assert_plain(http.post("/1.1/deactivate", data={"key": "0123456789ab"}), b"invalid")

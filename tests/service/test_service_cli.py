@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,6 +78,41 @@ def test_create_key_prints_it_once_and_stores_only_its_hash(
         dump = "".join(str(row) for row in connection.exec_driver_sql("SELECT * FROM api_keys"))
     engine.dispose()
     assert key not in dump and key[3:] not in dump
+
+
+def test_create_akismet_key_prints_twelve_hex_digits_and_stores_only_its_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    monkeypatch.setenv("COMMENTGUARD_DATABASE_URL", url)
+    monkeypatch.setenv("COMMENTGUARD_SECRET_KEY", "k" * 32)
+    result = CliRunner().invoke(app, ["keys", "create", "--name", "blog", "--akismet"])
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"[0-9a-f]{12}", key), key
+    settings = make_settings(database_url=url, secret_key="k" * 32)
+    engine = db.make_engine(settings)
+    with db.make_session_factory(engine)() as session:
+        account_id = security.authenticate_akismet(session, key, settings.secret_key)
+        assert account_id is not None
+        assert (
+            security.authenticate_akismet(session, key.upper(), settings.secret_key) == account_id
+        )
+        assert security.authenticate(session, key, settings.secret_key) is None  # not for /v1
+    with engine.connect() as connection:
+        dump = "".join(str(row) for row in connection.exec_driver_sql("SELECT * FROM api_keys"))
+    engine.dispose()
+    assert key not in dump and key[:8] not in dump.replace(
+        security.hash_key(key, settings.secret_key), ""
+    )
+    listed = CliRunner().invoke(app, ["keys", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert key not in listed.stdout and json.loads(listed.stdout)[0]["prefix"] == "akismet"
+    revoked = CliRunner().invoke(app, ["keys", "revoke", str(json.loads(listed.stdout)[0]["id"])])
+    assert revoked.exit_code == 0, revoked.output
+    with db.make_session_factory(engine)() as session:
+        assert security.authenticate_akismet(session, key, settings.secret_key) is None
+    engine.dispose()
 
 
 @pytest.fixture
