@@ -37,6 +37,7 @@ from service.intake import (
 )
 from service.labels import AppliedLabel, apply_label
 from service.memory import NearDuplicateMemory
+from service.privacy import hash_ip
 from service.schemas import CommentIn
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,63 @@ def public_name(key: str, secret: str) -> str:
 def actor(key: str, secret: str) -> str:
     """How labels name the key that sent them."""
     return f"akismet:{security.key_label(key, secret)}"
+
+
+# --- privacy: addresses and cookies among the other fields ---------------------------------
+
+# Fields whose value carries the commenter's address (REMOTE_ADDR, comment_author_IP,
+# HTTP_X_FORWARDED_FOR, HTTP_X_REAL_IP, HTTP_CLIENT_IP, HTTP_CF_CONNECTING_IP, HTTP_FORWARDED…):
+# every address in them is hashed, wherever it stands in the value.
+_ADDRESS_FIELD = re.compile(r"(^|_)(IP|ADDR|ADDRESS|FORWARDED|CLIENT)(_|$)", re.IGNORECASE)
+# Fields never stored: the commenter's cookies and credentials (a logged-in WordPress user's
+# cookies are a session).
+_SECRET_FIELD = re.compile(r"COOKIE|AUTHORIZATION|^PHP_AUTH_", re.IGNORECASE)
+# An address as it appears in those headers: bare, with a port, or in brackets (IPv6).
+_ADDRESS_TOKEN = re.compile(r"[0-9A-Za-z:.%]+")
+
+
+def _address(token: str) -> str | None:
+    """The IP address a token spells (`1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`), else None."""
+    for candidate in (token, token.rsplit(":", 1)[0] if token.count(":") == 1 else ""):
+        try:
+            ipaddress.ip_address(candidate.split("%")[0])
+        except ValueError:
+            continue
+        return candidate
+    return None
+
+
+def _hash_addresses(value: str, secret: str, whole_only: bool) -> str:
+    if whole_only:
+        address = _address(value.strip())
+        return value.replace(address, hash_ip(address, secret), 1) if address else value
+
+    def replace(match: re.Match[str]) -> str:
+        address = _address(match[0])
+        if address is None:
+            return match[0]
+        return match[0].replace(address, hash_ip(address, secret), 1)  # a port stays
+
+    return _ADDRESS_TOKEN.sub(replace, value)
+
+
+def private_extra(extra: dict[str, Any], secret: str, keep_addresses: bool) -> dict[str, Any]:
+    """The fields an Akismet call adds to `extra` as they may be stored: no cookie or
+    credential header; the commenter's addresses hashed like `user_ip` (unless
+    `keep_addresses`, COMMENTGUARD_STORE_RAW_IP): every address in an address-bearing field,
+    and any other field whose whole value is an address."""
+    kept: dict[str, Any] = {}
+    for name, value in extra.items():
+        if _SECRET_FIELD.search(name):
+            continue
+        if not keep_addresses:
+            whole_only = _ADDRESS_FIELD.search(name) is None
+            if isinstance(value, list):
+                value = [_hash_addresses(v, secret, whole_only) for v in value]
+            else:
+                value = _hash_addresses(value, secret, whole_only)
+        kept[name] = value
+    return kept
 
 
 # --- the comment and the test values -----------------------------------------------------

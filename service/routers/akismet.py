@@ -132,9 +132,13 @@ def _account(
 
 
 def _submission(form: AkismetRequest, services: Services) -> akismet.Submission:
-    """The call's comment as it may be stored (its IP hashed unless configured otherwise)."""
-    submission = akismet.to_submission(form, services.settings.max_content_bytes)
-    return replace(submission, comment=protect(submission.comment, services.settings))
+    """The call's comment as it may be stored: its addresses hashed unless configured
+    otherwise (`user_ip`, and those among the other fields), no cookies (docs/privacy.md)."""
+    settings = services.settings
+    submission = akismet.to_submission(form, settings.max_content_bytes)
+    comment = protect(submission.comment, settings)
+    extra = akismet.private_extra(comment.extra, settings.secret_key, settings.store_raw_ip)
+    return replace(submission, comment=comment.model_copy(update={"extra": extra}))
 
 
 def _missing(form: AkismetRequest, *names: str) -> Response | None:

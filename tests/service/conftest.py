@@ -452,6 +452,16 @@ def serve_app(settings: Settings) -> Iterator[str]:
 # --- what the database holds (shared with tests/reliability) --------------------------------
 
 
+def stored_text(sessions: db.SessionFactory) -> str:
+    """Every row of every table, as text: what a scan for a value that must not be stored reads."""
+    parts = []
+    with sessions() as session:
+        for table in tables.Base.metadata.sorted_tables:
+            for row in session.execute(table.select()):
+                parts.append(f"{table.name}: {tuple(row)!r}")
+    return "\n".join(parts)
+
+
 def scored_count(sessions: db.SessionFactory, ids: list[str]) -> int:
     """How many of these comments are scored."""
     with sessions() as session:

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from service import db, tables
-from tests.service.conftest import Account, LiveServer, create_account
+from service.privacy import hash_ip
+from tests.service.conftest import Account, LiveServer, create_account, stored_text
 
 pytestmark = pytest.mark.xdist_group("akismet_protocol")
 
@@ -621,3 +622,56 @@ def test_deactivate_answers_deactivated_and_keeps_the_key(
     assert_plain(http.post("/1.1/deactivate", data=data), b"deactivated")
     assert_plain(http.post("/1.1/verify-key", data=data), b"valid")
     assert_plain(http.post("/1.1/deactivate", data={"key": "0123456789ab"}), b"invalid")
+
+
+# --- privacy: addresses and cookies among the other fields -----------------------------------
+
+COMMENTER_ADDRESSES = ("198.51.100.23", "198.51.100.24", "2001:db8::23", "198.51.100.25")
+
+
+def test_comment_check_stores_no_commenter_address_or_cookie(
+    http: httpx.Client,
+    akismet_account: Account,
+    sessions: db.SessionFactory,
+    live_server: LiveServer,
+) -> None:
+    v4, proxy, v6, custom = COMMENTER_ADDRESSES
+    body = fields(
+        akismet_account,
+        user_ip=v4,
+        comment_author_IP=v4,
+        REMOTE_ADDR=f"::ffff:{v4}",
+        HTTP_X_FORWARDED_FOR=f"{v4}, {proxy}",
+        HTTP_X_REAL_IP=v4,
+        HTTP_CLIENT_IP=v6,
+        HTTP_FORWARDED=f'for="[{v6}]:4711";proto=https, for={proxy}:8080',
+        HTTP_CF_CONNECTING_IP=v4,
+        HTTP_X_VISITOR=custom,  # no address-bearing name, but the whole value is one
+        HTTP_COOKIE="wordpress_logged_in_abc=ann%7C1700000000%7Ccookie-value-7f3a",
+        HTTP_AUTHORIZATION="Basic YW5uOnNlY3JldA==",
+        HTTP_USER_AGENT="Mozilla/5.0 Chrome/120.0.0.0",
+        REQUEST_URI="/wp-comments-post.php",
+    )
+    response = http.post("/1.1/comment-check", data=body)
+    assert response.text in ("true", "false")
+    spam = http.post("/1.1/submit-spam", data={**body, "guid": response.headers["x-akismet-guid"]})
+    assert_plain(spam, THANKS)
+    dump = stored_text(sessions)
+    for address in (*COMMENTER_ADDRESSES, "cookie-value-7f3a", "YW5uOnNlY3JldA"):
+        assert address not in dump, address
+    comment = comment_of(sessions, response)
+    secret = live_server.settings.secret_key
+    hashed = hash_ip(v4, secret)
+    assert comment.user_ip == hashed
+    extra = comment.extra
+    assert extra["comment_author_IP"] == extra["REMOTE_ADDR"] == extra["HTTP_X_REAL_IP"] == hashed
+    assert extra["HTTP_X_FORWARDED_FOR"] == f"{hashed}, {hash_ip(proxy, secret)}"
+    assert extra["HTTP_CLIENT_IP"] == hash_ip(v6, secret)
+    assert extra["HTTP_FORWARDED"] == (
+        f'for="[{hash_ip(v6, secret)}]:4711";proto=https, for={hash_ip(proxy, secret)}:8080'
+    )
+    assert extra["HTTP_X_VISITOR"] == hash_ip(custom, secret)
+    assert "HTTP_COOKIE" not in extra and "HTTP_AUTHORIZATION" not in extra
+    # A field that is not an address keeps what looks like one inside it.
+    assert extra["HTTP_USER_AGENT"] == "Mozilla/5.0 Chrome/120.0.0.0"
+    assert extra["REQUEST_URI"] == "/wp-comments-post.php"
