@@ -9,10 +9,14 @@
  *
  *     define( 'COMMENTGUARD_AKISMET_URL', 'https://commentguard.example.org' );
  *
- * and enter your commentguard API key (cg_…) as the Akismet plugin's API key. Nothing else in
- * the Akismet plugin changes: it still builds its requests for rest.akismet.com, and this filter
- * sends each of them to commentguard (same method, path, query, body and headers) and hands the
- * answer back as if Akismet had given it.
+ * and enter an Akismet-shaped commentguard key (12 hex digits, from
+ * `commentguard keys create --name my-blog --akismet`) in Settings → Akismet Anti-Spam →
+ * "Manually enter an API key". Nothing else in the Akismet plugin changes: it still builds its
+ * requests for rest.akismet.com, and this filter sends each of them to commentguard (same
+ * method, path, query, body and headers) and hands the answer back as if Akismet had given it.
+ *
+ * Tested with Debian 12's WordPress 6.1 and the Akismet plugin 5.0.2 it ships
+ * (tests/service/test_akismet_wordpress.py in the commentguard repository).
  */
 
 if ( ! defined( 'ABSPATH' ) ) {

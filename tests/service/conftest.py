@@ -420,8 +420,9 @@ def live_server(akismet_settings: Settings) -> Iterator[LiveServer]:
 
 
 @contextlib.contextmanager
-def serve_app(settings: Settings) -> Iterator[str]:
-    """`create_app(settings)` served by uvicorn on a free loopback port; yields its base URL."""
+def serve_app(settings: Settings, port: int = 0) -> Iterator[str]:
+    """`create_app(settings)` served by uvicorn on a loopback port (a free one unless given;
+    a test that stops and starts a server keeps its port); yields its base URL."""
     import socket
 
     import uvicorn
@@ -430,7 +431,7 @@ def serve_app(settings: Settings) -> Iterator[str]:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         create_app(settings), lifespan="on", log_level="warning", log_config=None, access_log=False
