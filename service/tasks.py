@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import httpx
 from celery import Task, shared_task
 from celery.signals import worker_process_init
 from sqlalchemy import Engine
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 from service import logs, tables
 from service.callbacks import (
     Attempted,
+    CallbackClient,
     Claim,
     claim_new,
     deliver,
@@ -62,7 +62,7 @@ class WorkerContext:
     engine: Engine
     sessions: SessionFactory
     models: ModelHolder
-    client: httpx.Client
+    client: CallbackClient
     senders: ThreadPoolExecutor  # each sends a batch's first attempts, then records them
     posters: ThreadPoolExecutor  # the HTTP POSTs themselves, in parallel
     memory: NearDuplicateMemory | None = None  # near-duplicates of labelled comments
@@ -78,7 +78,7 @@ def configure(settings: Settings) -> None:
     global _settings, _context
     _settings = settings
     _context = None
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per callback is too many
+    logging.getLogger("urllib3").setLevel(logging.WARNING)  # a line per connection is too many
     logs.install_celery_propagation()
 
 
