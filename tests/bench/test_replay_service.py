@@ -1,4 +1,5 @@
-"""The replay: a labelled corpus played through the real service, with moderators acting on it."""
+"""The replay (bench/replay_service.py): a labelled corpus played through the real service,
+with moderators acting on it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from bench.replay_service import (
+    Moderators,
+    Outcome,
+    Row,
+    ServiceClient,
+    load_rows,
+    replay,
+    summarise,
+    write_outputs,
+)
 from service import db, tables
-from service.replay import Outcome, Row, ServiceClient, load_rows, replay, summarise
 from service.settings import Settings
 from tests.service.conftest import create_account, create_admin, serve_app
 
@@ -24,7 +34,7 @@ c0,cat,2023-12-31T10:00:00,oldest,1
 """
 
 
-def test_rows_are_played_in_date_order(tmp_path: Path) -> None:
+def test_play_rows_in_date_order(tmp_path: Path) -> None:
     path = tmp_path / "corpus.csv"
     path.write_text(CORPUS)
     rows = load_rows([path])
@@ -33,12 +43,51 @@ def test_rows_are_played_in_date_order(tmp_path: Path) -> None:
     assert rows[0].label == 1 and rows[0].fields["author"] == "cat"
 
 
+TIES = "id,date,content,label\n" + "".join(
+    f"t{i},2024-01-01T10:00:00,same second {i},0\nu{i},,undated after t{i},1\n" for i in range(8)
+)
+
+
+def test_order_equal_timestamps_by_seed_keeping_undated_after_theirs(tmp_path: Path) -> None:
+    path = tmp_path / "ties.csv"
+    path.write_text(TIES)
+    orders = {seed: [row.id for row in load_rows([path], seed=seed)] for seed in range(4)}
+    assert orders[1] == [row.id for row in load_rows([path], seed=1)]  # same seed, same order
+    assert len({tuple(order) for order in orders.values()}) > 1
+    for order in orders.values():
+        # Each undated comment still follows the dated one before it in the file.
+        assert all(order[order.index(f"t{i}") + 1] == f"u{i}" for i in range(8))
+
+
+def test_play_undated_file_in_file_order_whatever_the_seed(tmp_path: Path) -> None:
+    path = tmp_path / "undated.csv"
+    path.write_text("id,content,label\n" + "".join(f"s{i},text {i},{i % 2}\n" for i in range(9)))
+    for seed in (0, 1, 2):
+        assert [row.id for row in load_rows([path], seed=seed)] == [f"s{i}" for i in range(9)]
+
+
+def test_moderators_review_queue_report_some_missed_spam_never_see_discard() -> None:
+    moderators = Moderators(seed=3, missed_report_rate=0.5)
+    acts = [moderators.act(decision, label) for decision in ("unsure", "spam") for label in (0, 1)]
+    assert acts == [(True, False)] * 4
+    assert moderators.act("discard", 1) == (False, False)
+    assert moderators.act("ham", 0) == (False, False)
+    reports = [moderators.act("ham", 1)[1] for _ in range(200)]
+    assert 60 < sum(reports) < 140  # about half, drawn from the seed
+    again = Moderators(seed=3, missed_report_rate=0.5)
+    for decision, label in [("unsure", 0), ("unsure", 1), ("spam", 0), ("spam", 1)]:
+        again.act(decision, label)
+    again.act("discard", 1)
+    again.act("ham", 0)
+    assert [again.act("ham", 1)[1] for _ in range(200)] == reports
+
+
 def _outcome(number: int, label: int, decision: str) -> Outcome:
     reviewed = decision in ("unsure", "spam")
     return Outcome(number, f"c{number}", label, decision, 0.5, "v1", reviewed, False)
 
 
-def test_flagged_means_spam_or_discard_at_arrival() -> None:
+def test_count_flagged_as_spam_or_discard_at_arrival() -> None:
     outcomes = [
         _outcome(0, 1, "discard"),  # caught, unseen
         _outcome(1, 1, "spam"),  # caught, reviewed
@@ -63,7 +112,7 @@ def youtube_rows() -> list[Row]:
     return rows[:40]
 
 
-def test_replay_through_the_service_labels_what_moderators_review(
+def test_replay_labels_what_moderators_review_through_the_service(
     settings: Settings, workers: Any, youtube_rows: list[Row], tmp_path: Path
 ) -> None:
     account = create_account(settings, "replayed site")
@@ -102,8 +151,6 @@ def test_replay_through_the_service_labels_what_moderators_review(
     assert report.overall["n"] == len(youtube_rows)
     assert report.after_warmup["n"] == len(youtube_rows) - 10
     assert len(report.learning_curve) == 4
-
-    from service.replay import write_outputs
 
     write_outputs(report, outcomes, tmp_path, "test replay")
     written = json.loads((tmp_path / "replay.json").read_text())

@@ -1,8 +1,11 @@
-"""Replay: play a labelled corpus through the running service and act as the site's moderators.
+"""A replay: play a labelled corpus through a running service and act as the site's moderators.
 
 Comments go in, in date order and a few at a time (`batch`: comments arriving together),
-through the webhook path (intake, queue, worker). For each one the replay reads the verdict the
-comment got on arrival, then behaves as the site's people would:
+through the webhook path (intake, queue, worker). Comments with the same timestamp come in an
+order drawn from the seed; an undated comment follows the dated one before it in its file, so
+a corpus without dates (Instagram, SMS) is played in file order. For each comment the replay
+reads the verdict the comment got on arrival, then `Moderators` behave as the site's people
+would (the one moderator policy of every replay):
 
 - a comment the service put in the moderation queue (`unsure` or `spam`) is reviewed, and the
   moderator labels it with its true label;
@@ -10,17 +13,28 @@ comment got on arrival, then behaves as the site's people would:
   (seeded), through the platform's feedback path (Akismet `submit-spam`);
 - a `discard` is never seen by anyone.
 
-Labels trigger retraining on the service's normal trigger (a count of new labels, checked as
-each label commits). After a batch's labels the replay waits until no retrain is queued or
-running, and until the API serves the active model, before the next batch, so that the same
-seed gives the same figures.
+Labels reach the service's learning loop as they would from a real site. After a batch's labels
+the replay waits until no retrain is queued or running, and until the API serves the active
+model, before the next batch, so that the same seed gives the same figures.
+
+By default the replay starts a whole service of its own (`embedded_service`) whose models never
+learn from the replayed corpus: its first model and every retrained one train on the other
+default corpora only. This is an evaluation tool, not part of the service (it needs the `bench`
+extra for its plots):
+
+    .venv/bin/python bench/replay_service.py data/corpora/youtube-spam-collection/*.csv \
+        --site https://youtube.example --out var/replay/youtube --seed 0 [--limit 400]
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import random
+import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,8 +44,12 @@ from typing import Any
 
 import httpx
 
-from training.corpora import Example, read_file
-from training.metrics import flagged_metrics
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from training.corpora import Example, read_file  # noqa: E402
+from training.metrics import flagged_metrics  # noqa: E402
 
 FLAGGED = frozenset({"spam", "discard"})
 REVIEWED = frozenset({"unsure", "spam"})
@@ -66,6 +84,28 @@ class Outcome:
 
 
 @dataclass
+class Moderators:
+    """The site's people, as every replay plays them: they review what the service queued,
+    with its true label, report a published spam as missed with probability
+    `missed_report_rate` (drawn from `seed`), and never see a discarded comment."""
+
+    seed: int = 0
+    missed_report_rate: float = 0.5
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def act(self, decision: str, label: int) -> tuple[bool, bool]:
+        """(reviewed, reported missed) for a comment given `decision` whose truth is `label`."""
+        reviewed = decision in REVIEWED
+        # Drawn for every comment, so that one change of decision does not shift the others.
+        draw = self._rng.random()
+        reported = decision == "ham" and label == 1 and draw < self.missed_report_rate
+        return reviewed, reported
+
+
+@dataclass
 class ReplayReport:
     overall: dict[str, Any]
     after_warmup: dict[str, Any]
@@ -80,22 +120,33 @@ class ReplayReport:
         return asdict(self)
 
 
-def load_rows(paths: Sequence[Path]) -> list[Row]:
-    """The files' comments in date order; an undated comment takes the date before it."""
-    keyed: list[tuple[datetime, int, Example]] = []
-    position = 0
+def load_rows(paths: Sequence[Path], seed: int = 0) -> list[Row]:
+    """The files' comments in date order.
+
+    Comments of the same timestamp come in an order drawn from `seed`; an undated comment
+    stays right after the comment before it in its file (an undated file keeps its order).
+    """
+    rng = random.Random(seed)
+    # Runs: a dated comment and the undated ones after it, ordered as a unit.
+    runs: list[tuple[datetime, float, int, list[Example]]] = []
     for path in paths:
-        last = datetime.min.replace(tzinfo=UTC)
+        current: list[Example] | None = None
         for example in read_file(path):
             when = example.comment.created_at
-            if when is not None:
-                last = when if when.tzinfo else when.replace(tzinfo=UTC)
-            keyed.append((last, position, example))
-            position += 1
-    keyed.sort(key=lambda item: (item[0], item[1]))
+            if when is None and current is not None:
+                current.append(example)
+                continue
+            if when is None:
+                key = datetime.min.replace(tzinfo=UTC)
+            else:
+                key = when if when.tzinfo else when.replace(tzinfo=UTC)
+            current = [example]
+            runs.append((key, rng.random(), len(runs), current))
+    runs.sort(key=lambda run: run[:3])
+    ordered = [example for run in runs for example in run[3]]
     return [
-        Row(number, example.id or f"row{position}", example.label, _fields(example))
-        for number, (_, position, example) in enumerate(keyed)
+        Row(number, example.id or f"row{number}", example.label, _fields(example))
+        for number, example in enumerate(ordered)
     ]
 
 
@@ -253,7 +304,7 @@ def replay(
 ) -> tuple[ReplayReport, list[Outcome]]:
     """Play `rows` through the service, `batch` comments at a time; the report and each
     comment's outcome."""
-    rng = random.Random(seed)
+    moderators = Moderators(seed, missed_report_rate)
     outcomes: list[Outcome] = []
     retrains: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
@@ -268,10 +319,7 @@ def replay(
             version = str(verdict["model_version"])
             if not versions or versions[-1]["version"] != version:
                 versions.append({"version": version, "first_comment": row.number})
-            reviewed = decision in REVIEWED
-            # Drawn for every comment, so that one change of decision does not shift the others.
-            draw = rng.random()
-            reported = decision == "ham" and row.label == 1 and draw < missed_report_rate
+            reviewed, reported = moderators.act(decision, row.label)
             if reviewed:
                 client.label(comment_id, "spam" if row.label else "ham")
             elif reported:
@@ -406,33 +454,51 @@ def corpora_without(paths: Sequence[Path]) -> list[str]:
     ]
 
 
+def train_first_model(corpora: Sequence[str], models: Path) -> str:
+    """Train the replay's first model on `corpora` into `models` and activate it, unless a model
+    is active there already (a cache shared by the replays of one corpus); its version.
+
+    Trained as serve's first run trains the default model: the gate's validation split is left
+    out, so that the gate can judge retrained models on comments none of them has seen.
+    """
+    from classifier.artifact import active_version
+    from classifier.registry import activate
+    from training.corpora import GATE_VALIDATION_SHARE, load_bundled, split_corpus
+    from training.train import bundled_data_record, train
+
+    version = active_version(models) if models.is_dir() else None
+    if version is not None:
+        return version
+    examples, _ = split_corpus(load_bundled(corpora), GATE_VALIDATION_SHARE)
+    result = train(examples, models, data=bundled_data_record(corpora))
+    activate(models, result.version, reason="the replay's first model")
+    return result.version
+
+
 @contextlib.contextmanager
 def embedded_service(
     workdir: Path,
     corpora: Sequence[str],
     retrain_every: int | None,
     timeout: float = 120.0,
+    first_model: Path | None = None,
 ) -> Iterator[ServiceClient]:
     """A whole service of its own (Redis, worker, beat, API, SQLite) in `workdir`, fresh.
 
-    Its first model is trained on `corpora` only, and so is every retrained one.
+    Its first model is trained on `corpora` only (or copied from `first_model`, a folder
+    `train_first_model` filled), and so is every retrained one.
     """
-    import shutil
-    import sys
-
-    from classifier.registry import activate
     from service import db
     from service.embedded import child_env, embedded_stack, free_port, wait_for
     from service.settings import Settings
-    from training.corpora import GATE_VALIDATION_SHARE, load_bundled, split_corpus
-    from training.train import train
 
     shutil.rmtree(workdir, ignore_errors=True)
     models = workdir / "models"
-    # As the default model: the gate's validation split is left out.
-    examples, _ = split_corpus(load_bundled(corpora), GATE_VALIDATION_SHARE)
-    result = train(examples, models)
-    activate(models, result.version, reason="the replay's first model")
+    if first_model is not None:
+        train_first_model(corpora, first_model)
+        shutil.copytree(first_model, models)
+    else:
+        train_first_model(corpora, models)
     overrides: dict[str, Any] = {
         "database_url": f"sqlite:///{workdir / 'replay.db'}",
         "models_dir": models,
@@ -481,3 +547,106 @@ def _credentials(settings: Any) -> tuple[str, str]:
     finally:
         engine.dispose()
     return key.plaintext, token.plaintext
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def _raise_on_sigterm() -> None:
+    def handler(signum: int, _frame: object) -> None:
+        # An exception unwinds through every `finally`, so an embedded service's children are
+        # stopped too.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path, help="Labelled corpus files (CSV, JSONL).")
+    parser.add_argument("--site", required=True, help="The site (blog URL) comments go to.")
+    parser.add_argument("--out", type=Path, required=True, help="Folder for the outputs.")
+    parser.add_argument("--url", help="A running service (default: an embedded one in OUT).")
+    parser.add_argument("--api-key", help="The site's API key (with --url).")
+    parser.add_argument("--moderator-token", help="A moderator's token for the site (with --url).")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Seeds the moderators and the order of equal timestamps.",
+    )
+    parser.add_argument(
+        "--retrain-every",
+        type=int,
+        help="Retrain after this many new labels "
+        "(embedded service only; default: the service's setting).",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=300, help="Comments left out of after_warmup."
+    )
+    parser.add_argument("--window", type=int, default=200, help="Comments per curve point.")
+    parser.add_argument("--batch", type=int, default=10, help="Comments arriving together.")
+    parser.add_argument("--limit", type=int, help="Play only the first LIMIT comments.")
+    parser.add_argument(
+        "--first-model", type=Path, help="A folder caching the embedded service's first model."
+    )
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    _raise_on_sigterm()
+    rows = load_rows(args.files, seed=args.seed)[: args.limit]
+    service: contextlib.AbstractContextManager[ServiceClient]
+    corpora: list[str] | None = None
+    if args.url is not None:
+        if not (args.api_key and args.moderator_token):
+            parser.error("--url needs --api-key and --moderator-token")
+        service = contextlib.closing(ServiceClient(args.url, args.api_key, args.moderator_token))
+        print(f"replaying {len(rows)} comments against {args.url}", file=sys.stderr)
+    else:
+        corpora = corpora_without(args.files)
+        print(
+            f"replaying {len(rows)} comments; the embedded service's base model and its "
+            f"retrains learn from {', '.join(corpora)} only",
+            file=sys.stderr,
+            flush=True,
+        )
+        service = embedded_service(
+            args.out / "service", corpora, args.retrain_every, first_model=args.first_model
+        )
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if done % 500 < args.batch or done == total:
+            print(
+                f"  {done}/{total} ({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True
+            )
+
+    with service as client:
+        result, outcomes = replay(
+            rows,
+            client,
+            args.site,
+            seed=args.seed,
+            warmup=args.warmup,
+            window=args.window,
+            progress=progress,
+            batch=args.batch,
+        )
+    result.settings["base_corpora"] = corpora
+    result.settings["files"] = [str(path) for path in args.files]
+    result.settings["seconds"] = round(time.monotonic() - started, 1)
+    names = ", ".join(path.name for path in args.files)
+    if len(args.files) > 2:  # a long list of files would run off the picture's title
+        names = f"{args.files[0].parent.name}/ ({len(args.files)} files)"
+    write_outputs(result, outcomes, args.out, f"replay of {names}")
+    summary = {
+        "base_corpora": corpora,
+        "overall": result.overall,
+        "after_warmup": result.after_warmup,
+        "retrains": len(result.retrains),
+    }
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
