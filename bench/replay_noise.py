@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 from datasketch import MinHash, MinHashLSH  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
-from bench.replay_ceiling import FOLDERS  # noqa: E402
+from bench.replay_ceiling import CORPORA, corpus  # noqa: E402
 from classifier.features import to_frame  # noqa: E402
 from classifier.normalize import normalize_text  # noqa: E402
-from training.corpora import Example, deduplicate, read_file  # noqa: E402
+from training.corpora import Example, deduplicate  # noqa: E402
 from training.metrics import threshold_for_fpr  # noqa: E402
 from training.train import fit  # noqa: E402
 
@@ -118,12 +118,10 @@ def false_positives(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", choices=sorted(FOLDERS))
+    parser.add_argument("corpus", choices=CORPORA)
     parser.add_argument("--show", type=int, default=10, help="False positives to print.")
     args = parser.parse_args()
-    examples = [
-        e for p in sorted((ROOT / FOLDERS[args.corpus]).glob("*.csv")) for e in read_file(p)
-    ]
+    examples = corpus(args.corpus)
     spam = sum(e.label for e in examples)
     print(f"{args.corpus}: {len(examples)} comments, {spam} spam, {len(examples) - spam} ham")
     kept = deduplicate(list(examples))
