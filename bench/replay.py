@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench.replay_ceiling import ceiling  # noqa: E402
 from bench.replay_service import corpora_without, train_first_model  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
-from training.corpora import corpus_files  # noqa: E402
+from training.corpora import Example, corpus_files, read_file  # noqa: E402
 
 # corpus: (the site it is replayed as, how its comments are ordered)
 CORPORA = {
@@ -87,17 +87,30 @@ def replay_one(name: str, seed: int, out: Path, limit: int | None) -> float:
 
 
 def run(names: list[str], seeds: list[int], out: Path, jobs: int, limit: int | None) -> None:
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(min(jobs, len(names))) as pool:
         list(pool.map(prepare, names, [out] * len(names)))
-    # The longest corpora first, so that the last to finish is a short one.
+    # Every corpus's first seed before any second one, so that a run cut short still has
+    # each corpus; within a seed the longest corpus first.
     order = sorted(
         ((name, seed) for name in names for seed in seeds),
-        key=lambda item: -sum(1 for path in corpus_files(item[0]) for _ in path.open()),
+        key=lambda item: (seeds.index(item[1]), -len(_rows(item[0]))),
     )
     with ThreadPoolExecutor(jobs) as threads:
-        futures = [threads.submit(replay_one, name, seed, out, limit) for name, seed in order]
-        for future in futures:
-            future.result()
+        futures = {threads.submit(replay_one, n, s, out, limit): (n, s) for n, s in order}
+        for future, (name, seed) in futures.items():
+            try:
+                future.result()
+            except subprocess.CalledProcessError as exc:
+                # The others are still written up; this one's log says why.
+                print(f"{name} seed {seed} failed ({exc}); see its log", file=sys.stderr)
+    record = {"jobs": jobs, "minutes": round((time.monotonic() - started) / 60, 1)}
+    (out / "run.json").write_text(json.dumps(record) + "\n")
+
+
+def _rows(name: str) -> list[Example]:
+    return [example for path in corpus_files(name) for example in read_file(path)]
 
 
 # --- the write-up ------------------------------------------------------------------------------
@@ -271,10 +284,16 @@ def section(out: Path, images: Path) -> str:
                 f"| {r['reviewed_share']:.1%} | {r['reported_missed']} "
                 f"| {len(r['retrains'])} ({promoted}) | {took} |"
             )
-    if limit is not None and any(
-        limit < sum(1 for p in corpus_files(n) for _ in p.open()) - 1 for n in found
-    ):
+    if limit is not None and any(limit < len(_rows(name)) for name in found):
         lines += ["", f"Only the first {limit} comments of each corpus were replayed."]
+    record_path = out / "run.json"
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        lines += [
+            "",
+            f"The whole run took {record['minutes']:.0f} min, {record['jobs']} replays at a time "
+            "(each replay's time above is while the others ran).",
+        ]
     lines += [
         "",
         "Learning curves: each seed's F1, ham FPR and reviewed share per window of "
