@@ -15,6 +15,7 @@ from classifier import ArtifactError
 from service import console, errors, logs, ratelimit
 from service.batching import Batcher
 from service.checks import check_batch, prepare_checks
+from service.console.auth import LoginGuard
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
@@ -117,6 +118,7 @@ def build_services(settings: Settings) -> Services:
     sessions = make_session_factory(engine)
     services = Services(settings, engine, sessions, models, queue)
     services.limiter = RateLimiter(settings)
+    services.login_guard = LoginGuard(settings, services.limiter.counters)
     # Sites are re-read after a few seconds: an admin's threshold change reaches every process.
     services.sites = SiteCache(
         ttl_seconds=settings.site_cache_seconds, max_sites=settings.max_sites_per_account

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from classifier import LoadedModel
 from service import security, users
 from service.batching import Batcher
+from service.console.auth import LoginGuard
 from service.db import SessionFactory
 from service.engine import ModelHolder
 from service.errors import ApiError, unauthorized
@@ -51,6 +52,8 @@ class Services:
     # Batch `POST /v1/check` (service/checks.py) and `POST /v1/comments` (service/submissions.py).
     checks: Batcher[Any, Any] | None = None
     submissions: Batcher[Any, Any] | None = None
+    # The console's password checks, counted by `limiter`'s counters (service/console/auth.py).
+    login_guard: LoginGuard | None = None
 
 
 def services_of(request: Request) -> Services:

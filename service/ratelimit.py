@@ -22,6 +22,7 @@ import hmac
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -69,8 +70,111 @@ class _Lease:
     seen: int = 0  # the count Redis answered last
 
 
+class Counters:
+    """Counts per name and fixed window: in Redis, shared by every API process, or without
+    Redis in this process only. Names are stored as keyed hashes (`cg:rl:<scope>:<hmac>:<n>`).
+
+    Exact (one INCRBY per count), for what is counted rarely, such as console logins. If Redis
+    fails, every count reads 0 for a few seconds (logged), as the rate limits pass.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.asyncio.Redis | None,
+        secret: bytes,
+        pause_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis_client
+        self._secret = secret
+        self._pause_seconds = pause_seconds
+        self._paused_until = 0.0
+        self._clock = clock
+        self._local: dict[str, tuple[int, float]] = {}  # without Redis: name -> count, until
+
+    def _name(self, scope: str, value: str, window_seconds: int) -> str:
+        digest = hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"cg:rl:{scope}:{digest}:{int(self._clock() // window_seconds)}"
+
+    def seconds_left(self, window_seconds: int) -> int:
+        """Seconds until the current window of this length ends."""
+        now = self._clock()
+        return max(1, math.ceil((int(now // window_seconds) + 1) * window_seconds - now))
+
+    def _usable(self) -> bool:
+        return self._redis is not None and self._clock() >= self._paused_until
+
+    def _failed(self, exc: Exception) -> None:
+        self._paused_until = self._clock() + self._pause_seconds
+        log.warning("counters unread for %.0fs: Redis: %s", self._pause_seconds, exc)
+
+    def _local_count(self, name: str) -> int:
+        count, until = self._local.get(name, (0, 0.0))
+        return count if until > self._clock() else 0
+
+    def _local_add(self, name: str, amount: int, window_seconds: int) -> int:
+        now = self._clock()
+        if len(self._local) >= MAX_TRACKED:
+            self._local = {k: v for k, v in self._local.items() if v[1] > now}
+            if len(self._local) >= MAX_TRACKED:
+                self._local.clear()
+        count = self._local_count(name) + amount
+        # Names carry their window's number: an entry lives as long as the window at most.
+        self._local[name] = (count, now + window_seconds)
+        return count
+
+    async def add(self, scope: str, value: str, window_seconds: int, amount: int = 1) -> int:
+        """Count `amount` more for `value` in this window; the count after it."""
+        name = self._name(scope, value, window_seconds)
+        if self._redis is None:
+            return self._local_add(name, amount, window_seconds)
+        if not self._usable():
+            return 0
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.incrby(name, amount)
+            pipe.expire(name, window_seconds + 1)
+            count, _ = await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)
+            return 0
+        return int(count)
+
+    async def get(self, keys: list[tuple[str, str]], window_seconds: int) -> list[int]:
+        """The counts of (scope, value) pairs in this window."""
+        names = [self._name(scope, value, window_seconds) for scope, value in keys]
+        if self._redis is None:
+            return [self._local_count(name) for name in names]
+        if not self._usable():
+            return [0] * len(names)
+        try:
+            values = await self._redis.mget(names)
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)
+            return [0] * len(names)
+        return [int(v) if v is not None else 0 for v in values]
+
+    async def reset(self, scope: str, value: str, window_seconds: int) -> None:
+        name = self._name(scope, value, window_seconds)
+        if self._redis is None:
+            self._local.pop(name, None)
+            return
+        if self._usable():
+            try:
+                await self._redis.delete(name)
+            except (redis.RedisError, OSError) as exc:
+                self._failed(exc)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
 class RateLimiter:
-    """Counts requests per API key and per client IP in Redis, leasing a few ahead."""
+    """Counts requests per API key and per client IP in Redis, leasing a few ahead.
+
+    `counters` counts other things (console logins) in the same Redis, or in this process
+    without Redis."""
 
     def __init__(self, settings: Settings, pause_seconds: float = 5.0) -> None:
         self.per_key = settings.rate_limit_per_key
@@ -86,6 +190,12 @@ class RateLimiter:
             self._redis = redis.asyncio.Redis.from_url(
                 settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5
             )
+        counted = None
+        if settings.redis_url:
+            counted = self._redis or redis.asyncio.Redis.from_url(
+                settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5
+            )
+        self.counters = Counters(counted, self._secret, pause_seconds)
 
     @property
     def enabled(self) -> bool:
@@ -150,12 +260,15 @@ class RateLimiter:
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
+        else:
+            await self.counters.close()
 
 
 class RateLimitMiddleware:
-    """Applies the limits to `/v1` requests before anything reads their body; 429 if over."""
+    """Applies the limits to `/v1` and console requests before anything reads their body; 429
+    if over."""
 
-    def __init__(self, app: ASGIApp, prefix: str = "/v1/") -> None:
+    def __init__(self, app: ASGIApp, prefix: tuple[str, ...] = ("/v1/", "/console")) -> None:
         self.app = app
         self.prefix = prefix
 

@@ -116,10 +116,15 @@ class Settings(BaseSettings):
     # --- the moderator web console (/console) ---
     # How long a console login lasts, seconds (the session ends earlier on logout).
     console_session_seconds: int = Field(default=12 * 3600, ge=60)
-    # Failed logins for one user name within the lockout window that lock it for the rest of
-    # that window (counted in the database, so every API process sees the same count).
+    # Failed logins within the lockout window that lock an address out of a user name for the
+    # rest of that window; once a name has this many from anywhere, every address that failed
+    # for it is locked out of it too (an address that has not failed never is). Counted in
+    # Redis, so every API process sees the same counts (service/console/auth.py).
     console_login_max_failures: int = Field(default=5, ge=1)
     console_login_lockout_seconds: int = Field(default=900, ge=1)
+    # Password checks (login attempts) per client address per minute; past it the login
+    # answers 429 without checking anything.
+    console_login_attempts_per_ip: int = Field(default=20, ge=1)
     # Send the session cookie with `Secure` (HTTPS only). None: on in production, off locally.
     console_secure_cookie: bool | None = None
     # Comments per page of the moderation queue.

@@ -403,7 +403,7 @@ class AdminAudit(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-# --- the moderator console: login sessions and failed logins -----------------------------------
+# --- the moderator console: login sessions (failed logins are counted in Redis) ---------------
 
 
 class ConsoleSession(Base):
@@ -415,21 +415,8 @@ class ConsoleSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    # A keyed hash of the address it logged in from (service.privacy.hash_ip), never the address.
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
-
-
-class ConsoleLoginFailure(Base):
-    """A failed console login, counted per user name for the lockout (cleared on success)."""
-
-    __tablename__ = "console_login_failures"
-    __table_args__ = (
-        Index("ix_console_login_failures_user_name_created_at", "user_name", "created_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_name: Mapped[str] = mapped_column(String(100))
-    remote_addr: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # The moderation queue, least sure first: its page is read in this order and stops after a page,

@@ -156,16 +156,15 @@ def _login_page(
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login(
+async def login(
     request: Request,
     services: ServicesDep,
-    session: SessionDep,
     username: Annotated[str, Form(max_length=200)] = "",
     password: Annotated[str, Form(max_length=1000)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """Log in with a user name and password; locked after repeated failures."""
+    """Log in with a user name and password; limited per address, locked after failures."""
     settings = services.settings
     target = _safe_next(next)
     try:
@@ -175,9 +174,13 @@ def login(
     if not expected or not csrf_token or expected != csrf_token:
         raise ApiError(403, "csrf_failed", "the login form expired or was not ours; reload it")
     client = request.client.host if request.client else ""
-    result = auth.login(session, username, password, client, settings)
+    assert services.login_guard is not None, "build_services makes it"
+    result = await services.login_guard.login(services.sessions, username, password, client)
     if result.cookie is None:
-        if result.locked_until is not None:
+        if result.too_many_from_address:
+            error = "Too many login attempts from this address: wait a minute."
+            status = 429
+        elif result.locked_until is not None:
             error = (
                 "Too many failed logins for this user name: try again after "
                 f"{result.locked_until:%H:%M} UTC."

@@ -80,6 +80,8 @@ def console_settings(
         data_dir=tmp_path_factory.mktemp("var"),
         console_login_max_failures=3,
         console_login_lockout_seconds=60,
+        # Every test logs in from 127.0.0.1; the limit per address has a test of its own.
+        console_login_attempts_per_ip=10_000,
         **CONSOLE_THRESHOLDS,
     )
 

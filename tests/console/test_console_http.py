@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service import tables
 from tests.console.conftest import (
@@ -97,7 +97,25 @@ def test_refuse_a_redirect_off_the_console_after_login(console: Console) -> None
         assert response.headers["location"] == "/console/queue"
 
 
-def test_lock_out_a_name_after_repeated_failures(console: Console) -> None:
+def _attempt(client: httpx.Client, name: str, password: str) -> httpx.Response:
+    form = client.get("/console/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token
+    return client.post(
+        "/console/login",
+        data={"username": name, "password": password, "csrf_token": token.group(1)},
+    )
+
+
+def _client_from(console: Console, address: str) -> httpx.Client:
+    """A client whose connections come from `address` (any 127.x.y.z is this machine)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=console.url, timeout=30, transport=transport)
+
+
+def test_lock_out_an_address_after_repeated_failures_but_never_a_fresh_one(
+    console: Console,
+) -> None:
     from service import users
 
     with console.sessions() as session:
@@ -105,33 +123,49 @@ def test_lock_out_a_name_after_repeated_failures(console: Console) -> None:
             session, "lockme", tables.UserRole.MODERATOR, console.settings.secret_key, PASSWORD
         )
         session.commit()
-    with httpx.Client(base_url=console.url, timeout=30) as client:
-
-        def attempt(password: str) -> httpx.Response:
-            form = client.get("/console/login")
-            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-            assert token
-            return client.post(
-                "/console/login",
-                data={"username": "lockme", "password": password, "csrf_token": token.group(1)},
-            )
-
+    with _client_from(console, "127.0.0.3") as attacker:
         # console_login_max_failures is 3 for these tests.
-        assert attempt("wrong-1").status_code == 401
-        assert attempt("wrong-2").status_code == 401
-        third = attempt("wrong-3")
+        assert _attempt(attacker, "lockme", "wrong-1").status_code == 401
+        assert _attempt(attacker, "lockme", "wrong-2").status_code == 401
+        third = _attempt(attacker, "lockme", "wrong-3")
         assert third.status_code == 429
-        locked = attempt(PASSWORD)  # the right password, but locked
+        locked = _attempt(attacker, "lockme", PASSWORD)  # the right password, but locked
         assert locked.status_code == 429
         assert "Too many failed logins" in locked.text
         assert "cg_console=" not in "".join(locked.headers.get_list("set-cookie"))
+    with _client_from(console, "127.0.0.4") as second:
+        # The name has failed 3 times: an address that fails for it once is locked out too.
+        assert _attempt(second, "lockme", "wrong-4").status_code == 429
+        assert _attempt(second, "lockme", PASSWORD).status_code == 429
+    with _client_from(console, "127.0.0.5") as owner:
+        # An address that has not failed: the right password works, whatever the name's count.
+        assert _attempt(owner, "lockme", PASSWORD).status_code == 303
+    with _client_from(console, "127.0.0.7") as typist:
+        # While the name is under attack, one failure is enough to lock an address out of it
+        # (so that many addresses get one guess each, not three).
+        assert _attempt(typist, "lockme", "typo").status_code == 429
+        assert _attempt(typist, "mo", "typo").status_code == 401  # other names: not locked
+
+
+def test_store_no_address_or_attempted_name_in_clear(console: Console) -> None:
+    from sqlalchemy import text
+
+    with _client_from(console, "127.0.0.6") as client:
+        assert _attempt(client, "no-such-person-xyz", "guess").status_code == 401
+        assert _attempt(client, console.moderator, PASSWORD).status_code == 303
     with console.sessions() as session:
-        failures = session.execute(
-            select(func.count())
-            .select_from(tables.ConsoleLoginFailure)
-            .where(tables.ConsoleLoginFailure.user_name == "lockme")
-        ).scalar_one()
-    assert failures == 3  # attempts while locked are refused without counting
+        tables_now = {
+            row[0]
+            for row in session.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if console.settings.is_sqlite
+                else text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+        }
+        addresses = session.execute(select(tables.ConsoleSession.remote_addr)).scalars().all()
+    assert "console_login_failures" not in tables_now
+    assert addresses and all(a.startswith("hmac:") for a in addresses if a)
+    assert not any("127.0.0" in a for a in addresses)
 
 
 def test_refuse_a_post_without_the_csrf_token(console: Console, site: tuple[Account, str]) -> None:
