@@ -71,11 +71,15 @@ class _Lease:
 
 
 class Counters:
-    """Counts per name and fixed window: in Redis, shared by every API process, or without
-    Redis in this process only. Names are stored as keyed hashes (`cg:rl:<scope>:<hmac>:<n>`).
+    """Counts per name over a sliding span of two fixed windows: in Redis, shared by every API
+    process, or without Redis in this process only. Names are stored as keyed hashes
+    (`cg:rl:<scope>:<hmac>:<window number>`).
 
-    Exact (one INCRBY per count), for what is counted rarely, such as console logins. If Redis
-    fails, every count reads 0 for a few seconds (logged), as the rate limits pass.
+    A count is the current window's plus the previous one's, so what was counted stays counted
+    for one to two windows and never drops to zero at a window's edge (where a fixed window
+    would let a lockout be slipped). Exact (one INCRBY per count), for what is counted rarely,
+    such as console logins. If Redis fails, every count reads 0 for a few seconds (logged), as
+    the rate limits pass.
     """
 
     def __init__(
@@ -92,14 +96,17 @@ class Counters:
         self._clock = clock
         self._local: dict[str, tuple[int, float]] = {}  # without Redis: name -> count, until
 
-    def _name(self, scope: str, value: str, window_seconds: int) -> str:
+    def _names(self, scope: str, value: str, window_seconds: int) -> tuple[str, str]:
+        """The current window's name and the previous one's."""
         digest = hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()[:32]
-        return f"cg:rl:{scope}:{digest}:{int(self._clock() // window_seconds)}"
+        window = int(self._clock() // window_seconds)
+        return f"cg:rl:{scope}:{digest}:{window}", f"cg:rl:{scope}:{digest}:{window - 1}"
 
-    def seconds_left(self, window_seconds: int) -> int:
-        """Seconds until the current window of this length ends."""
+    def seconds_counted(self, window_seconds: int) -> int:
+        """How long what is counted now stays counted: to the end of the next window."""
         now = self._clock()
-        return max(1, math.ceil((int(now // window_seconds) + 1) * window_seconds - now))
+        end = (int(now // window_seconds) + 2) * window_seconds
+        return max(1, math.ceil(end - now))
 
     def _usable(self) -> bool:
         return self._redis is not None and self._clock() >= self._paused_until
@@ -119,49 +126,53 @@ class Counters:
             if len(self._local) >= MAX_TRACKED:
                 self._local.clear()
         count = self._local_count(name) + amount
-        # Names carry their window's number: an entry lives as long as the window at most.
-        self._local[name] = (count, now + window_seconds)
+        # A window's entry is read during it and the next one.
+        self._local[name] = (count, now + 2 * window_seconds)
         return count
 
     async def add(self, scope: str, value: str, window_seconds: int, amount: int = 1) -> int:
-        """Count `amount` more for `value` in this window; the count after it."""
-        name = self._name(scope, value, window_seconds)
+        """Count `amount` more for `value`; the count (this window's and the previous)."""
+        current, previous = self._names(scope, value, window_seconds)
         if self._redis is None:
-            return self._local_add(name, amount, window_seconds)
+            return self._local_add(current, amount, window_seconds) + self._local_count(previous)
         if not self._usable():
             return 0
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.incrby(name, amount)
-            pipe.expire(name, window_seconds + 1)
-            count, _ = await pipe.execute()
+            pipe.incrby(current, amount)
+            pipe.expire(current, 2 * window_seconds + 1)
+            pipe.get(previous)
+            count, _, before = await pipe.execute()
         except (redis.RedisError, OSError) as exc:
             self._failed(exc)
             return 0
-        return int(count)
+        return int(count) + int(before or 0)
 
     async def get(self, keys: list[tuple[str, str]], window_seconds: int) -> list[int]:
-        """The counts of (scope, value) pairs in this window."""
-        names = [self._name(scope, value, window_seconds) for scope, value in keys]
+        """The counts of (scope, value) pairs (this window's and the previous)."""
+        names = [n for scope, value in keys for n in self._names(scope, value, window_seconds)]
         if self._redis is None:
-            return [self._local_count(name) for name in names]
-        if not self._usable():
-            return [0] * len(names)
-        try:
-            values = await self._redis.mget(names)
-        except (redis.RedisError, OSError) as exc:
-            self._failed(exc)
-            return [0] * len(names)
-        return [int(v) if v is not None else 0 for v in values]
+            values: list[int] = [self._local_count(name) for name in names]
+        elif not self._usable():
+            return [0] * len(keys)
+        else:
+            try:
+                raw = await self._redis.mget(names)
+            except (redis.RedisError, OSError) as exc:
+                self._failed(exc)
+                return [0] * len(keys)
+            values = [int(v) if v is not None else 0 for v in raw]
+        return [values[i] + values[i + 1] for i in range(0, len(values), 2)]
 
     async def reset(self, scope: str, value: str, window_seconds: int) -> None:
-        name = self._name(scope, value, window_seconds)
+        names = self._names(scope, value, window_seconds)
         if self._redis is None:
-            self._local.pop(name, None)
+            for name in names:
+                self._local.pop(name, None)
             return
         if self._usable():
             try:
-                await self._redis.delete(name)
+                await self._redis.delete(*names)
             except (redis.RedisError, OSError) as exc:
                 self._failed(exc)
 

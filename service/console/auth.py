@@ -9,8 +9,8 @@
   Redis), by keyed hashes of the address and the name, so Redis holds neither:
   - each address has `console_login_attempts_per_ip` password checks a minute; past it, 429
     before any hashing, so a flood costs no argon2 hash past its first few;
-  - failures are counted per name and per (name, address) in windows of
-    `console_login_lockout_seconds`. An address that failed `console_login_max_failures`
+  - failures are counted per name and per (name, address) over the last one to two windows
+    of `console_login_lockout_seconds`. An address that failed `console_login_max_failures`
     times for a name is locked out of it; once the name has that many failures from anywhere,
     every address that failed for it at least once is too. An address that has not failed
     for the name is never locked: nobody can lock an admin out of their own password.
@@ -161,7 +161,7 @@ class LoginGuard:
         return LoginResult(cookie)
 
     def _window_end(self, window: int) -> datetime:
-        return tables.utcnow() + timedelta(seconds=self.counters.seconds_left(window))
+        return tables.utcnow() + timedelta(seconds=self.counters.seconds_counted(window))
 
     async def _verify(
         self, sessions: SessionFactory, user: _PasswordUser, password: str
