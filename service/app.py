@@ -19,7 +19,7 @@ from service.console.auth import LoginGuard
 from service.db import make_engine, make_session_factory
 from service.deps import Services
 from service.engine import ModelHolder
-from service.fastpath import CheckFastPath
+from service.fastpath import FastPath
 from service.intake import SiteCache
 from service.memory import NearDuplicateMemory, remember_applied
 from service.metrics import ServiceCollector
@@ -86,8 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(akismet.AkismetLimited, akismet.limited_answer)
     app.add_exception_handler(akismet.AkismetRefused, akismet.refused_answer)
     console.install(app)  # the moderator web console under /console
-    # Inside the limits below, which every check still passes (service/fastpath.py).
-    app.add_middleware(CheckFastPath)
+    # Inside the limits below, which the hot routes still pass (service/fastpath.py).
+    app.add_middleware(FastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitMiddleware)
     # Outermost: every answer, a refusal by the limits above included, carries the request id.

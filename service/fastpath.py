@@ -1,48 +1,58 @@
-"""`POST /v1/check`'s common case, answered without the router.
+"""The hot routes' common case, answered without the router: `POST /v1/check` and
+`POST /v1/comments`.
 
-A check's own work is a few lines (service/routers/comments.py: `run_check`); between the
-middleware and those lines FastAPI and Starlette add about a dozen layers per request (the
-exception middleware, the exit stack, routing, the request object, dependency solving for the
-key and the body, the response wrapper), which cost as much CPU as the check's database insert.
-`CheckFastPath` sits inside the middleware that every request passes (request id, rate limits,
-body size), so those still apply, and answers a check itself when nothing about it is unusual:
-a JSON body that validates as `CheckIn`, and an API key that this process has authenticated
-recently (the same cache the dependency reads). Anything else (no key or an unknown one, a
-content type or body that would not validate, another path or method) goes on to the app with
-the body replayed, which answers it exactly as before; nothing has been done with it yet. An
-exception raised by the check is answered by the app's exception handlers, as the exception
-middleware would.
+Their own work is a few lines each (service/routers/comments.py: `run_check`, `run_submit`);
+between the middleware and those lines FastAPI and Starlette add about a dozen layers per
+request (the exception middleware, the exit stack, routing, the request object, dependency
+solving for the key and the body, the response wrapper), which cost as much CPU as a check's
+database insert. `FastPath` sits inside the middleware that every request passes (request id,
+rate limits, body size), so those still apply, and answers such a request itself when nothing
+about it is unusual: a JSON body that validates as the route's schema, and an API key that
+this process has authenticated recently (the same cache the dependency reads). Anything else
+(no key or an unknown one, a content type or body that would not validate, another path or
+method) goes on to the app with the body replayed, which answers it exactly as before; nothing
+has been done with it yet. An exception raised by the route's work is answered by the app's
+exception handlers, as the exception middleware would.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.deps import Services, api_key_of
 from service.errors import ApiError
-from service.routers.comments import run_check
-from service.schemas import CheckIn
+from service.routers.comments import run_check, run_submit
+from service.schemas import CheckIn, WebhookCommentIn
 
-PATH = "/v1/check"
+Work = Callable[[Services, int, Any], Awaitable[Response]]
+# Path (POST) -> the body's schema and the route's work once authenticated and valid.
+ROUTES: dict[str, tuple[type[BaseModel], Work]] = {
+    "/v1/check": (CheckIn, run_check),
+    "/v1/comments": (WebhookCommentIn, run_submit),
+}
 
 
-class CheckFastPath:
-    """Answers `POST /v1/check` when it is authenticated from the key cache and valid; hands
-    everything else to `app`."""
+class FastPath:
+    """Answers the `ROUTES` when authenticated from the key cache and valid; hands everything
+    else to `app`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        route = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        schema, work = route
         services: Services | None = getattr(scope["app"].state, "services", None)
         chunks: list[bytes] = []
         while True:
@@ -53,14 +63,14 @@ class CheckFastPath:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        found = _understood(services, scope, body) if services is not None else None
+        found = _understood(services, scope, body, schema) if services is not None else None
         if found is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        account_id, check = found
+        account_id, valid = found
         assert services is not None
         try:
-            response = await run_check(services, account_id, check)
+            response = await work(services, account_id, valid)
         except Exception as exc:
             handler = _handler_for(scope["app"], exc)
             if handler is None:
@@ -71,8 +81,10 @@ class CheckFastPath:
         await response(scope, receive, send)
 
 
-def _understood(services: Services, scope: Scope, body: bytes) -> tuple[int, CheckIn] | None:
-    """The account and the check, when this request is a plain valid check by a cached key."""
+def _understood(
+    services: Services, scope: Scope, body: bytes, schema: type[BaseModel]
+) -> tuple[int, BaseModel] | None:
+    """The account and the body, when this request is plain and valid, by a cached key."""
     authorization = content_type = None
     for name, value in scope["headers"]:
         if name == b"authorization" and authorization is None:
@@ -89,7 +101,7 @@ def _understood(services: Services, scope: Scope, body: bytes) -> tuple[int, Che
     if account_id is None:
         return None
     try:
-        return account_id, CheckIn.model_validate(json.loads(body))
+        return account_id, schema.model_validate(json.loads(body))
     except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError included
         return None
 

@@ -65,10 +65,15 @@ def _check_callback(url: str, settings: Settings) -> None:
     },
 )
 async def submit_comment(
-    body: WebhookCommentIn, account_id: AccountId, request: Request, response: Response
-) -> CommentOut:
+    body: WebhookCommentIn, account_id: AccountId, request: Request
+) -> Response:
     """Accept a comment for scoring; its verdict is POSTed, signed, to callback_url."""
-    services = services_of(request)
+    return await run_submit(services_of(request), account_id, body)
+
+
+async def run_submit(services: Services, account_id: int, body: WebhookCommentIn) -> Response:
+    """The work of `POST /v1/comments` once the request is authenticated and valid (also done
+    by service.fastpath): 202 with the new comment, or 200 with the one submitted before."""
     settings = services.settings
     _check_size(body, settings)
     if body.callback_url:
@@ -81,9 +86,12 @@ async def submit_comment(
     accepted: Accepted = await services.submissions.submit(
         Submission(account_id, protect(body, settings))
     )
-    if not accepted.created:
-        response.status_code = 200
-    return accepted.comment
+    # Serialised once, as run_check's answer is.
+    return Response(
+        accepted.comment.model_dump_json(),
+        status_code=202 if accepted.created else 200,
+        media_type="application/json",
+    )
 
 
 @router.get(

@@ -28,21 +28,21 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the checks the fast path answers itself (it still does the real work)."""
-    calls: list[int] = []
-    real = fastpath.run_check
+def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests the fast path answers itself (it still does the real work)."""
+    calls: list[str] = []
+    for path, (schema, work) in list(fastpath.ROUTES.items()):
 
-    async def counted(*args: Any) -> Any:
-        calls.append(1)
-        return await real(*args)
+        async def counted(*args: Any, path: str = path, work: Any = work) -> Any:
+            calls.append(path)
+            return await work(*args)
 
-    monkeypatch.setattr(fastpath, "run_check", counted)
+        monkeypatch.setitem(fastpath.ROUTES, path, (schema, counted))
     return calls
 
 
 def test_answer_check_on_fast_path_as_the_router_does(
-    client: TestClient, account: Account, fast_calls: list[int]
+    client: TestClient, account: Account, fast_calls: list[str]
 ) -> None:
     # The first request authenticates the key through the router; the second finds it cached.
     routed = client.post("/v1/check", json=CHECK, headers=account.headers)
@@ -50,7 +50,7 @@ def test_answer_check_on_fast_path_as_the_router_does(
     fast = client.post(
         "/v1/check", json=CHECK, headers={**account.headers, "X-Request-Id": "fast-1"}
     )
-    assert fast_calls == [1]
+    assert fast_calls == ["/v1/check"]
     assert (routed.status_code, fast.status_code) == (200, 200)
     assert fast.headers["content-type"] == routed.headers["content-type"] == "application/json"
     assert fast.headers["x-request-id"] == "fast-1"
@@ -76,7 +76,7 @@ def test_answer_check_on_fast_path_as_the_router_does(
 def test_hand_invalid_check_to_router(
     client: TestClient,
     account: Account,
-    fast_calls: list[int],
+    fast_calls: list[str],
     body: Any,
     headers: dict[str, str],
     loc: list[Any],
@@ -91,7 +91,7 @@ def test_hand_invalid_check_to_router(
     assert fast_calls == []
 
 
-def test_hand_unknown_key_to_router(client: TestClient, fast_calls: list[int]) -> None:
+def test_hand_unknown_key_to_router(client: TestClient, fast_calls: list[str]) -> None:
     response = client.post("/v1/check", json=CHECK, headers={"Authorization": "Bearer cgnope"})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
@@ -100,7 +100,7 @@ def test_hand_unknown_key_to_router(client: TestClient, fast_calls: list[int]) -
 
 
 def test_answer_check_error_on_fast_path_with_app_handler(
-    client: TestClient, account: Account, fast_calls: list[int], monkeypatch: pytest.MonkeyPatch
+    client: TestClient, account: Account, fast_calls: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert client.post("/v1/check", json=CHECK, headers=account.headers).status_code == 200
     checks = client.app.state.services.checks  # type: ignore[attr-defined]
@@ -110,8 +110,47 @@ def test_answer_check_error_on_fast_path_with_app_handler(
 
     monkeypatch.setattr(checks, "submit", database_down)
     response = client.post("/v1/check", json=CHECK, headers=account.headers)
-    assert fast_calls == [1]  # the first request authenticated the key through the router
+    assert fast_calls == ["/v1/check"]  # the first request authenticated the key through the router
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
     assert response.headers["retry-after"] == "5"
     assert "x-request-id" in response.headers
+
+
+def test_answer_submission_on_fast_path_as_the_router_does(
+    client: TestClient, account: Account, fast_calls: list[str]
+) -> None:
+    hook = "http://127.0.0.1:9/hook"  # allowlisted in the test settings; never called here
+    first = client.post(
+        "/v1/comments", json={**CHECK, "external_id": "f-1", "callback_url": hook},
+        headers=account.headers,
+    )  # fmt: skip
+    new = client.post(
+        "/v1/comments", json={**CHECK, "external_id": "f-2", "callback_url": hook},
+        headers=account.headers,
+    )  # fmt: skip
+    again = client.post(
+        "/v1/comments", json={**CHECK, "external_id": "f-2", "content": "changed"},
+        headers=account.headers,
+    )  # fmt: skip
+    assert fast_calls == ["/v1/comments", "/v1/comments"]  # the first authenticated the key
+    assert (first.status_code, new.status_code, again.status_code) == (202, 202, 200)
+    assert again.json()["id"] == new.json()["id"]
+    assert new.json()["status"] == "pending" and new.json()["external_id"] == "f-2"
+    assert set(new.json()) == set(first.json())
+
+
+def test_refuse_unsafe_callback_on_fast_path_with_app_handler(
+    client: TestClient, account: Account, fast_calls: list[str]
+) -> None:
+    assert client.post("/v1/check", json=CHECK, headers=account.headers).status_code == 200
+    response = client.post(
+        "/v1/comments",
+        json={**CHECK, "external_id": "u-1", "callback_url": "http://10.0.0.7/hook"},
+        headers=account.headers,
+    )
+    assert fast_calls == ["/v1/comments"]
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_callback_url"
+    assert error["details"][0]["loc"] == ["body", "callback_url"]
