@@ -299,6 +299,12 @@ class QueueItemOut(BaseModel):
     received_at: datetime
     uncertainty: float | None = Field(description="|score − 0.5|: 0 is the least sure.")
     verdict: VerdictOut | None
+    callback: bool = Field(
+        default=False,
+        description="The comment named a callback URL, so a moderator's label is sent to the "
+        "platform; without one (every comment checked through the Akismet API) the label stays "
+        "in commentguard and the platform keeps what it did with the answer it got.",
+    )
 
     @classmethod
     def from_row(cls, row: tables.Comment, site_url: str) -> QueueItemOut:
@@ -317,6 +323,7 @@ class QueueItemOut(BaseModel):
             received_at=row.received_at,
             uncertainty=abs(verdict.score - 0.5) if verdict is not None else None,
             verdict=VerdictOut.from_row(verdict) if verdict is not None else None,
+            callback=bool(row.callback_url),
         )
 
 

@@ -198,6 +198,31 @@ class ItemView:
     verdict: Any
     reasons: list[ReasonView]
     highlighted: Any
+    on_platform: str
+
+
+def on_platform(decision: str | None, callback: bool) -> str:
+    """What the platform did with the answer it got, and what a moderator's decision does
+    there. A label reaches the platform only as a callback: a comment without a callback URL
+    (every Akismet one) stays as the platform left it, and an unsure one was answered "not
+    spam", so a WordPress blog shows it (or holds it for its own moderation)."""
+    if decision is None:
+        return "Not scored yet."
+    if callback:
+        return "On the platform: your decision is sent to it by a signed callback."
+    stays = (
+        "Your decision stays in commentguard: this comment named no callback URL, so the "
+        "platform keeps what it did with its answer. Through the Akismet API that answer was "
+    )
+    if decision in labels.SPAM_DECISIONS:
+        return (
+            f"{stays}spam (true): WordPress put it in Spam, or discarded it; its Not Spam "
+            "button publishes it and labels it here too."
+        )
+    return (
+        f"{stays}not spam (false): WordPress published it, or holds it if the blog moderates "
+        "comments; its Spam button takes it down and labels it here too."
+    )
 
 
 def item_view(item: QueueItemOut) -> ItemView:
@@ -214,6 +239,7 @@ def item_view(item: QueueItemOut) -> ItemView:
         verdict=verdict,
         reasons=reason_views(raw_reasons),
         highlighted=highlight.highlight(item.content, raw_reasons),
+        on_platform=on_platform(verdict.decision if verdict is not None else None, item.callback),
     )
 
 

@@ -375,3 +375,17 @@ def test_undo_of_a_first_label_keeps_both_events_in_the_audit(
         (None, "spam", None, "ada", "undo"),
     ]
     assert audit[0].kind != "removed" and audit[1].kind == "removed"
+
+
+def test_say_what_a_decision_does_on_the_platform() -> None:
+    from service.console.views import on_platform
+
+    assert "signed callback" in on_platform("unsure", callback=True)
+    assert "signed callback" in on_platform("spam", callback=True)
+    for decision in ("ham", "unsure"):
+        note = on_platform(decision, callback=False)
+        assert "stays in commentguard" in note and "not spam (false)" in note
+        assert "WordPress published it" in note and "Spam button" in note
+    for decision in ("spam", "discard"):
+        note = on_platform(decision, callback=False)
+        assert "spam (true)" in note and "Not Spam" in note

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from service import akismet, db, tables
+from service import akismet, db, tables, users
 from service.cli import app as cli
 from service.embedded import free_port
 from service.settings import Settings
@@ -39,9 +39,11 @@ pytestmark = [pytest.mark.xdist_group("wordpress"), pytest.mark.slow]
 
 ADMIN = "blogowner"
 ADMIN_PASSWORD = "correct horse battery staple"
-# The tiny test model, at AKISMET_THRESHOLDS: this remark is ham, the link spam is discarded.
+# The tiny test model, at AKISMET_THRESHOLDS: the remark is ham, the link spam is discarded, and
+# the short praise unsure.
 REMARK = "I love this song, it reminds me of my childhood."
 BLATANT_SPAM = "Check out my channel http://bit.ly/x subscribe!!!"
+UNSURE = "Great post, thanks for writing it!"
 # Headers a visitor's proxy chain adds: WordPress passes them on as HTTP_* fields.
 FORWARDED_ADDRESSES = ("198.51.100.61", "198.51.100.62", "2001:db8::61")
 KEY_SAVED_TEXT = "Akismet is now protecting your site from spam."
@@ -115,6 +117,9 @@ class Blog:
             f"SELECT comment_approved FROM wp_comments WHERE comment_ID = {comment_id}"
         )
 
+    def option(self, name: str) -> str:
+        return self.site.sql(f"SELECT option_value FROM wp_options WHERE option_name = '{name}'")
+
     def meta(self, comment_id: int, key: str) -> str:
         return self.site.sql(
             f"SELECT meta_value FROM wp_commentmeta WHERE comment_id = {comment_id} "
@@ -150,6 +155,24 @@ class Blog:
 def notices(page: str) -> list[str]:
     """The Akismet settings page's notices, for failure messages."""
     return re.findall(r'class="akismet-key-status[^"]*">(.*?)</h3>', page, re.S)
+
+
+@contextlib.contextmanager
+def console_login(blog: Blog) -> Iterator[httpx.Client]:
+    """A moderator (an admin) logged in to commentguard's console through its login form."""
+    with blog.sessions() as session:
+        users.create_user(session, "moderator", tables.UserRole.ADMIN, TEST_SECRET, ADMIN_PASSWORD)
+        session.commit()
+    with httpx.Client(base_url=blog.commentguard.url, timeout=30) as client:
+        page = client.get("/console/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token is not None, page
+        response = client.post(
+            "/console/login",
+            data={"username": "moderator", "password": ADMIN_PASSWORD, "csrf_token": token[1]},
+        )
+        assert response.status_code == 303, response.text
+        yield client
 
 
 def install_wordpress(site: WordPressSite, owner: httpx.Client) -> None:
@@ -244,10 +267,7 @@ def blog(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator
 def test_save_the_key_typed_into_the_akismet_settings_form(blog: Blog) -> None:
     assert KEY_SAVED_TEXT in blog.settings_page, notices(blog.settings_page)
     assert CONNECTION_ERROR not in blog.settings_page
-    assert (
-        blog.site.sql("SELECT option_value FROM wp_options WHERE option_name = 'wordpress_api_key'")
-        == blog.key
-    )
+    assert blog.option("wordpress_api_key") == blog.key
     # The settings page as the owner finds it later: the key, the account, no connection error.
     page = blog.owner.get("/wp-admin/options-general.php?page=akismet-key-config").text
     assert f'value="{blog.key}"' in page
@@ -255,12 +275,7 @@ def test_save_the_key_typed_into_the_akismet_settings_form(blog: Blog) -> None:
     assert CONNECTION_ERROR not in page
     # Entering the key there keeps every spam in the Spam folder (the other choice discards
     # the worst of it unseen).
-    assert (
-        blog.site.sql(
-            "SELECT option_value FROM wp_options WHERE option_name = 'akismet_strictness'"
-        )
-        == "0"
-    )
+    assert blog.option("akismet_strictness") == "0"
 
 
 # --- visitors comment ----------------------------------------------------------------------------
@@ -276,7 +291,8 @@ def test_put_blatant_spam_in_the_spam_folder(blog: Blog) -> None:
 def test_publish_or_hold_an_ordinary_remark_but_never_call_it_spam(blog: Blog) -> None:
     text = f"{REMARK} Thanks for sharing."
     comment = blog.comment("Ann Reader", text)
-    assert comment and blog.status(comment) in ("0", "1")
+    # Answered false, then WordPress's own rules: a new author's first comment is held.
+    assert comment and blog.status(comment) == "0"
     assert blog.meta(comment, "akismet_result") == "false"
     assert blog.decision(text) in ("ham", "unsure")
 
@@ -286,6 +302,34 @@ def test_put_the_guaranteed_spam_author_in_spam(blog: Blog) -> None:
     comment = blog.comment("akismet-guaranteed-spam", text)
     assert comment and blog.status(comment) == "spam"
     assert blog.decision(text) == "spam"
+
+
+def test_show_an_unsure_comment_on_the_blog_while_commentguard_queues_it(blog: Blog) -> None:
+    comment = blog.comment("Hal Unsure", UNSURE)
+    before = blog.status(comment)
+    assert before in ("0", "1")  # answered false: published, or held by WordPress's own rules
+    assert blog.meta(comment, "akismet_result") == "false"
+    assert blog.decision(UNSURE) == "unsure"
+    # In the console's queue, the comment says what the blog did and what a decision does.
+    with blog.sessions() as session:
+        comment_id = session.execute(
+            select(tables.Comment.id).where(tables.Comment.content == UNSURE)
+        ).scalar_one()
+    with console_login(blog) as console:
+        queue = console.get("/console/queue").text
+        item = re.search(rf'id="c-{comment_id}".*?class="actions"', queue, re.S)
+        assert item is not None, "the unsure comment waits in the queue"
+        assert "WordPress published it, or holds it if the blog moderates comments" in item[0]
+        token = re.search(r'name="csrf_token" value="([^"]+)"', queue)
+        assert token is not None
+        labelled = console.post(
+            "/console/labels",
+            data={"csrf_token": token[1], "label": "spam", "ids": [str(comment_id)]},
+        )
+        assert labelled.status_code == 303
+    assert [label for label, _, _ in blog.labels(UNSURE)] == ["spam"]
+    # As the console said: the decision stays in commentguard, the blog keeps the comment.
+    assert blog.status(comment) == before
 
 
 # --- the blog owner moderates -------------------------------------------------------------------
@@ -331,8 +375,8 @@ def test_recheck_comments_held_while_commentguard_was_down(blog: Blog) -> None:
     for comment in (spam_id, remark_id):
         assert blog.status(comment) == "0"  # held for moderation, not published, not spam
         assert blog.meta(comment, "akismet_error")
-    scheduled = blog.site.php("echo (int) wp_next_scheduled( 'akismet_schedule_cron_recheck' );")
-    assert int(scheduled) > 0, "the Akismet plugin scheduled its re-check"
+    scheduled = blog.site.php("echo wp_next_scheduled( 'akismet_schedule_cron_recheck' ) - time();")
+    assert 0 < int(scheduled) <= 20 * 60, "the Akismet plugin scheduled its re-check"
     # Twenty minutes later, WP-Cron runs the re-check: the test moves the event to now and
     # requests wp-cron.php, as a visitor's page load or a system cron would.
     blog.site.php(
@@ -405,3 +449,25 @@ def blog_account(blog: Blog) -> int:
                 select(tables.Site.account_id).where(tables.Site.url == blog.site.url)
             ).scalar_one()
         )
+
+
+# --- the owner chooses to discard the worst spam ------------------------------------------------
+
+
+def test_discard_blatant_spam_when_the_owner_chooses_to(blog: Blog) -> None:
+    def strictness(value: str) -> None:
+        # Settings → Akismet Anti-Spam → Strictness → Save Changes.
+        page = blog.owner.get("/wp-admin/options-general.php?page=akismet-key-config").text
+        action, fields = form(page, action="enter-key", key=blog.key)
+        fields["akismet_strictness"] = value
+        saved = blog.owner.post(action, data=fields)
+        assert saved.status_code == 200 and CONNECTION_ERROR not in saved.text
+        assert blog.option("akismet_strictness") == value
+
+    strictness("1")
+    try:
+        text = "Check out my channel http://bit.ly/v subscribe!!! Discard me"
+        assert blog.comment("Ivan Discarded", text) == 0  # dropped unseen: no comment at all
+        assert blog.decision(text) == "discard"  # commentguard keeps it, for its counts
+    finally:
+        strictness("0")
