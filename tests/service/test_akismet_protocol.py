@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from service import db, tables
+from service import akismet, db, tables
 from service.privacy import hash_ip
 from tests.service.conftest import Account, LiveServer, create_account, stored_text
 
@@ -675,3 +675,19 @@ def test_comment_check_stores_no_commenter_address_or_cookie(
     # A field that is not an address keeps what looks like one inside it.
     assert extra["HTTP_USER_AGENT"] == "Mozilla/5.0 Chrome/120.0.0.0"
     assert extra["REQUEST_URI"] == "/wp-comments-post.php"
+
+
+def test_keep_addresses_as_sent_when_raw_ips_are_stored_but_never_cookies() -> None:
+    extra = {
+        "REMOTE_ADDR": "198.51.100.23",
+        "HTTP_X_FORWARDED_FOR": "198.51.100.23, 198.51.100.24",
+        "HTTP_COOKIE": "wordpress_logged_in_abc=session",
+        "comment_context[]": ["198.51.100.25", "music"],
+    }
+    assert akismet.private_extra(extra, "secret", keep_addresses=True) == {
+        "REMOTE_ADDR": "198.51.100.23",
+        "HTTP_X_FORWARDED_FOR": "198.51.100.23, 198.51.100.24",
+        "comment_context[]": ["198.51.100.25", "music"],
+    }
+    hashed = akismet.private_extra(extra, "secret", keep_addresses=False)
+    assert hashed["comment_context[]"] == [hash_ip("198.51.100.25", "secret"), "music"]
