@@ -17,13 +17,15 @@ docs/benchmarks.md, the learning curves into docs/img/replay-<corpus>.png.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench.replay_ceiling import ceiling  # noqa: E402
-from bench.replay_service import corpora_without, train_first_model  # noqa: E402
 from bench.report import machine, write_section  # noqa: E402
 from training.corpora import Example, corpus_files, read_file  # noqa: E402
 
@@ -53,20 +53,35 @@ WINDOW = 200
 CEILING_MARGIN = 0.03
 MAX_FPR = 0.015
 MAX_REVIEWED = 0.15
+NO_LABEL_RETRAINS = 10**9  # a label count no replay reaches
 
 
-def prepare(name: str, out: Path) -> dict[str, Any]:
-    """The corpus's ceiling, and its replays' base model (trained once, copied by each seed)."""
+def ceiling_job(name: str, out: Path) -> float:
+    """The corpus's ceiling (bench/replay_ceiling.py) into its folder's ceiling.json, in its own
+    process; the seconds it took."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    files = corpus_files(name)
-    train_first_model(corpora_without(files), folder / "first-model")
-    figures = ceiling(name)
-    (folder / "ceiling.json").write_text(json.dumps(figures, indent=2) + "\n")
-    return figures
+    command = [sys.executable, str(ROOT / "bench" / "replay_ceiling.py"), name, "--json"]
+    started = time.monotonic()
+    done = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
+    (folder / "ceiling.json").write_text(json.dumps(json.loads(done.stdout)[0], indent=2) + "\n")
+    seconds = time.monotonic() - started
+    print(f"{name} ceiling: done in {seconds / 60:.1f} min", file=sys.stderr, flush=True)
+    return seconds
 
 
-def replay_one(name: str, seed: int, out: Path, limit: int | None) -> float:
+def label_retrains() -> bool:
+    """Whether labels should trigger retrains of the shared model in the replays: only when
+    the shared model learns from labels (`retrain_shared_labels`). Otherwise such a retrain
+    fits the same corpora again, and takes minutes of CPU a time here for nothing."""
+    from service.settings import Settings
+
+    return bool(getattr(Settings(_env_file=None), "retrain_shared_labels", True))
+
+
+def replay_one(
+    name: str, seed: int, out: Path, limit: int | None, until: float | None = None
+) -> float:
     """One replay, in its own process (its own embedded service); the seconds it took."""
     site, _ = CORPORA[name]
     folder = out / name
@@ -77,6 +92,10 @@ def replay_one(name: str, seed: int, out: Path, limit: int | None) -> float:
     command += ["--warmup", str(WARMUP), "--window", str(WINDOW)]
     if limit is not None:
         command += ["--limit", str(limit)]
+    if until is not None:
+        command += ["--until", str(until)]
+    if not label_retrains():
+        command += ["--retrain-every", str(NO_LABEL_RETRAINS)]
     started = time.monotonic()
     with (folder / f"seed{seed}.log").open("w") as log:
         print(f"{name} seed {seed}: started", file=sys.stderr, flush=True)
@@ -86,29 +105,44 @@ def replay_one(name: str, seed: int, out: Path, limit: int | None) -> float:
     return seconds
 
 
-def run(names: list[str], seeds: list[int], out: Path, jobs: int, limit: int | None) -> None:
+def run(
+    names: list[str],
+    seeds: list[int],
+    out: Path,
+    jobs: int,
+    limit: int | None,
+    until: float | None = None,
+) -> None:
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(min(jobs, len(names))) as pool:
-        list(pool.map(prepare, names, [out] * len(names)))
     # Every corpus's first seed before any second one, so that a run cut short still has
-    # each corpus; within a seed the longest corpus first.
-    order = sorted(
-        ((name, seed) for name in names for seed in seeds),
-        key=lambda item: (seeds.index(item[1]), -len(_rows(item[0]))),
-    )
+    # each corpus; within a seed the longest corpus first. The ceilings, needed only for the
+    # write-up, after the first seeds. A corpus's first replay trains the base model its
+    # other seeds copy (train_first_model, under a lock).
+    longest = sorted(names, key=lambda name: -len(_rows(name)))
+    tasks: list[tuple[str, str, Any]] = [
+        (name, f"seed {seeds[0]}", (replay_one, name, seeds[0], out, limit, until))
+        for name in longest
+    ]
+    tasks += [(name, "ceiling", (ceiling_job, name, out)) for name in longest]
+    tasks += [
+        (name, f"seed {seed}", (replay_one, name, seed, out, limit, until))
+        for seed in seeds[1:]
+        for name in longest
+    ]
     with ThreadPoolExecutor(jobs) as threads:
-        futures = {threads.submit(replay_one, n, s, out, limit): (n, s) for n, s in order}
-        for future, (name, seed) in futures.items():
+        futures = {threads.submit(*call): (name, what) for name, what, call in tasks}
+        for future, (name, what) in futures.items():
             try:
                 future.result()
             except subprocess.CalledProcessError as exc:
                 # The others are still written up; this one's log says why.
-                print(f"{name} seed {seed} failed ({exc}); see its log", file=sys.stderr)
+                print(f"{name} {what} failed ({exc})", file=sys.stderr, flush=True)
     record = {"jobs": jobs, "minutes": round((time.monotonic() - started) / 60, 1)}
     (out / "run.json").write_text(json.dumps(record) + "\n")
 
 
+@functools.cache
 def _rows(name: str) -> list[Example]:
     return [example for path in corpus_files(name) for example in read_file(path)]
 
@@ -134,6 +168,15 @@ def spread(values: list[float], percent: bool = False) -> str:
     if len(values) == 1:
         return mean
     return f"{mean} [{fmt.format(min(values))}–{fmt.format(max(values))}]"
+
+
+def played(runs: list[dict[str, Any]], name: str) -> str:
+    """The comments the seeds played, of the corpus's."""
+    counts = sorted({r["overall"]["n"] for r in runs})
+    total = len(_rows(name))
+    if counts == [total]:
+        return str(total)
+    return f"{counts[0]}–{counts[-1]} of {total}" if len(counts) > 1 else f"{counts[0]} of {total}"
 
 
 def met(values: list[float], ok: Any) -> str:
@@ -215,10 +258,20 @@ def section(out: Path, images: Path) -> str:
     from service.settings import Settings
 
     settings = Settings(_env_file=None)
+    if label_retrains():
+        retrains = (
+            "The service ran with its defaults (the shared model retrained every "
+            f"{settings.retrain_label_count} new labels)."
+        )
+    else:
+        retrains = (
+            "The service ran with its defaults, but for its retrain every "
+            f"{settings.retrain_label_count} new labels, turned off: the shared model does "
+            "not learn from labels (`retrain_shared_labels` false), so it would fit the same "
+            "corpora again, minutes of CPU each time here; a site learns through its adapter."
+        )
     found = {name: load(out, name) for name in CORPORA}
     found = {name: pair for name, pair in found.items() if pair[1]}
-    first = next(iter(found.values()), (None, {}))[1]
-    limit = next(iter(first.values()), {}).get("settings", {}).get("comments")
     lines = [
         "## Replay: the learning loop",
         "",
@@ -230,13 +283,15 @@ def section(out: Path, images: Path) -> str:
         "default corpora only (the mix is in the table), never from the replayed one. The "
         "moderators review every comment the service put in the queue (`unsure`, `spam`) with "
         "its true label, report a published spam as missed with probability 0.5 through "
-        "Akismet `submit-spam`, and never see `discard`. Three seeds per corpus: a seed draws "
+        "Akismet `submit-spam`, and never see `discard`. After each batch's labels the replay "
+        "waits until any retrain they queued has finished and the site's adapter has learned "
+        "them (its scoring sees a refit at once), so that the next batch meets them whatever "
+        "the machine's load. Three seeds per corpus: a seed draws "
         "which missed spam is reported and the order of comments with the same timestamp. "
         f"YouTube is played {CORPORA['youtube'][1]}; Instagram and SMS in file order, as "
         "neither has dates. A comment counts as flagged when its decision at arrival was "
         f"`spam` or `discard`. Figures are after the {WARMUP}-comment warm-up, mean [min–max] "
-        f"over the seeds. The service ran with its defaults (a retrain every "
-        f"{settings.retrain_label_count} new labels).",
+        f"over the seeds. {retrains}",
         "",
         "The ceiling is that corpus's own (`bench/replay_ceiling.py`): the same pipeline "
         "trained on the corpus alone, five shuffled folds, every comment scored by the fold "
@@ -259,7 +314,7 @@ def section(out: Path, images: Path) -> str:
         else:
             top, f1_cell = "", spread(f1)
         lines.append(
-            f"| {name} | {', '.join(base)} | {runs[0]['overall']['n']} | {top} | {f1_cell} "
+            f"| {name} | {', '.join(base)} | {played(runs, name)} | {top} | {f1_cell} "
             f"| {spread(fpr, True)} ({met(fpr, lambda v: v <= MAX_FPR)}) "
             f"| {spread(reviewed, True)} ({met(reviewed, lambda v: v <= MAX_REVIEWED)}) |"
         )
@@ -268,9 +323,10 @@ def section(out: Path, images: Path) -> str:
         "Per seed (after warm-up unless said; `retrains` are the service's training runs "
         "and how many it promoted):",
         "",
-        "| corpus | seed | F1 | precision | recall | ham FPR | reviewed | reviewed, all comments "
+        "| corpus | seed | comments | F1 | precision | recall | ham FPR | reviewed "
+        "| reviewed, all comments "
         "| missed spam reported | retrains (promoted) | time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, (_, reports) in found.items():
         for seed, r in sorted(reports.items()):
@@ -279,13 +335,38 @@ def section(out: Path, images: Path) -> str:
             seconds = r["settings"].get("seconds")
             took = f"{seconds / 60:.0f} min" if seconds else ""
             lines.append(
-                f"| {name} | {seed} | {after['f1']:.3f} | {after['precision']:.3f} "
+                f"| {name} | {seed} | {r['overall']['n']} | {after['f1']:.3f} "
+                f"| {after['precision']:.3f} "
                 f"| {after['recall']:.3f} | {after['fpr']:.2%} | {after['reviewed_share']:.1%} "
                 f"| {r['reviewed_share']:.1%} | {r['reported_missed']} "
                 f"| {len(r['retrains'])} ({promoted}) | {took} |"
             )
-    if limit is not None and any(limit < len(_rows(name)) for name in found):
-        lines += ["", f"Only the first {limit} comments of each corpus were replayed."]
+    short = [
+        f"{name} seed {seed}: {r['overall']['n']} of {len(_rows(name))}"
+        for name, (_, reports) in found.items()
+        for seed, r in sorted(reports.items())
+        if r["overall"]["n"] < len(_rows(name))
+    ]
+    if short:
+        lines += [
+            "",
+            "Not every comment was replayed (a `--limit`, or the run's `--until` time came "
+            "first; the figures cover the comments played): " + "; ".join(short) + ".",
+        ]
+    late = {
+        f"{name} seed {seed}": r["settings"].get("late_learning", 0)
+        for name, (_, reports) in found.items()
+        for seed, r in reports.items()
+        if r["settings"].get("late_learning")
+    }
+    if late:
+        lines += [
+            "",
+            "After some batches the site's adapter was not refitted on its newest label within "
+            "60 s, and the next batch went on without it: "
+            + ", ".join(f"{run}: {count}" for run, count in late.items())
+            + ".",
+        ]
     record_path = out / "run.json"
     if record_path.exists():
         record = json.loads(record_path.read_text())
@@ -309,6 +390,14 @@ def section(out: Path, images: Path) -> str:
     return "\n".join(lines)
 
 
+def _epoch(hhmm: str) -> float:
+    """Today's (or, if past, tomorrow's) HH:MM UTC, in seconds since the epoch."""
+    now = datetime.now(UTC)
+    hour, minute = (int(part) for part in hhmm.split(":"))
+    at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return (at if at > now else at + timedelta(days=1)).timestamp()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "replay")
@@ -322,11 +411,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--limit", type=int, help="Replay only each corpus's first LIMIT comments.")
     parser.add_argument("--jobs", type=int, default=3, help="Replays running at once.")
+    parser.add_argument(
+        "--until",
+        help="A UTC time (HH:MM) after which no replay starts a new batch: each reports the "
+        "comments it played by then.",
+    )
     parser.add_argument("--no-write", action="store_true", help="Do not write the docs.")
     args = parser.parse_args()
     out = args.from_dir or args.out
     if args.from_dir is None:
-        run(args.corpus or list(CORPORA), args.seeds, out, args.jobs, args.limit)
+        until = _epoch(args.until) if args.until else None
+        run(args.corpus or list(CORPORA), args.seeds, out, args.jobs, args.limit, until)
     images = out if args.no_write else ROOT / "docs" / "img"
     text = section(out, images)
     print(text)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import random
 import shutil
@@ -39,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +181,8 @@ class ServiceClient:
     api_key: str
     moderator_token: str
     timeout: float = 120.0
+    # Waits until what the site's labels teach is in force (None: the replay cannot see it).
+    learned: Callable[[], bool] | None = None
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -301,14 +305,19 @@ def replay(
     missed_report_rate: float = 0.5,
     progress: Callable[[int, int], None] | None = None,
     batch: int = 10,
+    deadline: float | None = None,
 ) -> tuple[ReplayReport, list[Outcome]]:
     """Play `rows` through the service, `batch` comments at a time; the report and each
-    comment's outcome."""
+    comment's outcome. No batch starts after `deadline` (a `time.time()`): the report then
+    covers the comments played."""
     moderators = Moderators(seed, missed_report_rate)
     outcomes: list[Outcome] = []
     retrains: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
+    late_learning = 0
     for start in range(0, len(rows), batch):
+        if deadline is not None and time.time() > deadline:
+            break
         # A batch arrives together; its moderators act once all of it is scored, in order.
         chunk = rows[start : start + batch]
         ids = [client.submit(row, site) for row in chunk]
@@ -342,6 +351,8 @@ def replay(
             # gives the same figures whatever the machine's speed.
             for run in client.settle():
                 retrains.append({"after_comment": chunk[-1].number, **_run_summary(run)})
+            if client.learned is not None and not client.learned():
+                late_learning += 1
         if progress is not None:
             progress(chunk[-1].number + 1, len(rows))
     report = summarise(outcomes, retrains, versions, warmup, window)
@@ -351,7 +362,9 @@ def replay(
         "window": window,
         "missed_report_rate": missed_report_rate,
         "batch": batch,
-        "comments": len(rows),
+        "comments": len(outcomes),
+        "stopped_early": len(outcomes) < len(rows),
+        "late_learning": late_learning,
     }
     return report, outcomes
 
@@ -371,6 +384,18 @@ def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    if not outcomes:  # a replay shorter than its warm-up
+        return {
+            "n": 0,
+            "spam": 0,
+            "precision": 0.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "mcc": 0.0,
+            "fpr": 0.0,
+            "roc_auc": None,
+            "reviewed_share": 0.0,
+        }
     labels = [o.label for o in outcomes]
     flagged = [int(o.decision in FLAGGED) for o in outcomes]
     scores = [o.score for o in outcomes]
@@ -466,13 +491,17 @@ def train_first_model(corpora: Sequence[str], models: Path) -> str:
     from training.corpora import GATE_VALIDATION_SHARE, load_bundled, split_corpus
     from training.train import bundled_data_record, train
 
-    version = active_version(models) if models.is_dir() else None
-    if version is not None:
-        return version
-    examples, _ = split_corpus(load_bundled(corpora), GATE_VALIDATION_SHARE)
-    result = train(examples, models, data=bundled_data_record(corpora))
-    activate(models, result.version, reason="the replay's first model")
-    return result.version
+    models.mkdir(parents=True, exist_ok=True)
+    # Replays of one corpus started together train it once: the others wait for it here.
+    with (models / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        version = active_version(models)
+        if version is not None:
+            return version
+        examples, _ = split_corpus(load_bundled(corpora), GATE_VALIDATION_SHARE)
+        result = train(examples, models, data=bundled_data_record(corpora))
+        activate(models, result.version, reason="the replay's first model")
+        return result.version
 
 
 @contextlib.contextmanager
@@ -496,7 +525,7 @@ def embedded_service(
     models = workdir / "models"
     if first_model is not None:
         train_first_model(corpora, first_model)
-        shutil.copytree(first_model, models)
+        shutil.copytree(first_model, models, ignore=shutil.ignore_patterns(".lock"))
     else:
         train_first_model(corpora, models)
     overrides: dict[str, Any] = {
@@ -509,12 +538,15 @@ def embedded_service(
         # address: the service's limits per key and per IP would throttle the replay itself.
         "rate_limit_per_key": 0,
         "rate_limit_per_ip": 0,
+        # Scoring meets what the site's labels taught as soon as it is stored (see _learned).
+        "site_cache_seconds": 0.0,
     }
     if retrain_every is not None:
         overrides["retrain_label_count"] = retrain_every
     settings = Settings(_env_file=None, **overrides)
     db.upgrade(settings)
     api_key, token = _credentials(settings)
+    engine = db.make_engine(settings)
     with embedded_stack(settings, concurrency=1) as (ready, supervisor):
         port = free_port()
         cli = [sys.executable, "-m", "service.cli"]
@@ -525,11 +557,42 @@ def embedded_service(
             timeout,
             "the replay's API",
         )
-        client = ServiceClient(base_url, api_key, token, timeout)
+        client = ServiceClient(base_url, api_key, token, timeout, partial(_learned, engine))
         try:
             yield client
         finally:
             client.close()
+            engine.dispose()
+
+
+def _learned(engine: Any, timeout: float = 60.0) -> bool:
+    """Wait (bounded) until the site's adapter was fitted on its newest label; False if it
+    was not in time. Read from the embedded service's database, as no API shows it.
+
+    A site's labels are learned by a task queued on each label, and scoring reads the result
+    (`site_cache_seconds` is 0 here): waiting for it after each batch's labels makes the
+    next batch meet it, whatever the machine's speed. A service without per-site adapters
+    (no `site_adapters` table) has nothing to wait for.
+    """
+    from sqlalchemy import inspect, text
+
+    if not inspect(engine).has_table("site_adapters"):
+        return True
+    newest = text(
+        "SELECT max(labels.id) FROM labels JOIN comments ON comments.id = labels.comment_id"
+        " WHERE NOT comments.is_test"
+    )
+    fitted = text("SELECT labels_seen FROM site_adapters")
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as connection:
+            label = connection.execute(newest).scalar()
+            seen = {str(row).rpartition(":")[2] for row in connection.execute(fitted).scalars()}
+        if label is None or str(label) in seen:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polling a task that takes well under a second, with a bound
 
 
 def _credentials(settings: Any) -> tuple[str, str]:
@@ -588,6 +651,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=10, help="Comments arriving together.")
     parser.add_argument("--limit", type=int, help="Play only the first LIMIT comments.")
     parser.add_argument(
+        "--until", type=float, help="Start no batch after this time (seconds since the epoch)."
+    )
+    parser.add_argument(
         "--first-model", type=Path, help="A folder caching the embedded service's first model."
     )
     args = parser.parse_args(argv)
@@ -631,6 +697,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             window=args.window,
             progress=progress,
             batch=args.batch,
+            deadline=args.until,
         )
     result.settings["base_corpora"] = corpora
     result.settings["files"] = [str(path) for path in args.files]

@@ -158,3 +158,43 @@ def test_replay_labels_what_moderators_review_through_the_service(
         written
     )
     assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _learning_db(tmp_path: Path, adapters: bool) -> Any:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'learned.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE comments (id INTEGER PRIMARY KEY, is_test BOOLEAN)"))
+        connection.execute(text("CREATE TABLE labels (id INTEGER PRIMARY KEY, comment_id INTEGER)"))
+        connection.execute(text("INSERT INTO comments VALUES (1, 0), (2, 1)"))
+        connection.execute(text("INSERT INTO labels VALUES (7, 1), (9, 2)"))  # 9: test traffic
+        if adapters:
+            connection.execute(text("CREATE TABLE site_adapters (labels_seen VARCHAR)"))
+            connection.execute(text("INSERT INTO site_adapters VALUES ('3:6')"))
+    return engine
+
+
+def test_wait_for_site_adapter_until_fitted_on_newest_label(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from bench.replay_service import _learned
+
+    engine = _learning_db(tmp_path, adapters=True)
+    try:
+        assert not _learned(engine, timeout=0.1)  # fitted up to label 6; label 7 is newer
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE site_adapters SET labels_seen = '4:7'"))
+        assert _learned(engine, timeout=0.1)
+    finally:
+        engine.dispose()
+
+
+def test_wait_for_nothing_without_site_adapters(tmp_path: Path) -> None:
+    from bench.replay_service import _learned
+
+    engine = _learning_db(tmp_path, adapters=False)
+    try:
+        assert _learned(engine, timeout=0.1)
+    finally:
+        engine.dispose()
