@@ -192,6 +192,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         word_bits: int = 20,
         char_bits: int = 21,
         sites: tuple[str, ...] = (),
+        signal_strength: float = 1.0,
     ) -> None:
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
@@ -199,6 +200,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         self.word_bits = word_bits
         self.char_bits = char_bits
         self.sites = sites
+        self.signal_strength = signal_strength
 
     def fit(self, X: Any, y: Any = None) -> CommentVectorizer:
         X = validate_data(self, X, dtype=None, ensure_all_finite=True, reset=True)
@@ -238,11 +240,13 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         self._site_index = {site: i for i, site in enumerate(self.sites_)}
         self.site_keys_ = self._site_vocabulary(prepared, words)
         signals = signal_matrix(prepared)
-        # Signals are standardised so that a reason's weight is measured against a typical
-        # comment, not against zero ("51 characters long" is not evidence by itself).
+        # Signals are centred so that a reason's weight is measured against a typical comment,
+        # not against zero ("51 characters long" is not evidence by itself). They are NOT
+        # divided by their spread: a rare flag (a shortened link, an e-mail address) would then
+        # stand dozens of spreads from the mean and a modest weight would decide alone, and the
+        # corpora's rarities are not a new site's. One fixed scale for all (`signal_strength`).
         self.signal_mean_ = signals.mean(axis=0) if n_docs else np.zeros(len(SIGNALS))
-        std = signals.std(axis=0) if n_docs else np.ones(len(SIGNALS))
-        self.signal_scale_ = np.where(std > 1e-9, std, 1.0)
+        self.signal_scale_ = np.full(len(SIGNALS), 1.0 / self.signal_strength)
         self.n_features_out_ = (
             len(self.word_buckets_)
             + len(self.char_buckets_)
@@ -289,6 +293,7 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Artifacts from before per-site features have none.
         state.setdefault("sites", ())
+        state.setdefault("signal_strength", 1.0)
         if "word_buckets_" in state:
             state.setdefault("sites_", [])
             state.setdefault("site_keys_", np.zeros(0, dtype=np.int64))

@@ -77,6 +77,19 @@ _FLAGS = frozenset(
 )
 
 _PHONE = re.compile(r"(?:\+|\b)\d(?:[\s().-]{0,2}\d){8,14}\b")
+# What a phone-number pattern also matches in honest comments, above all help requests: IP
+# addresses, dates and times, version numbers, and numbers inside code or URLs.
+_NOT_PHONE = re.compile(
+    r"^\d{1,3}(?:\.\d{1,3}){3}"  # an IPv4 address (perhaps more digits after it)
+    r"|\d{4}[-./]\d{1,2}[-./]\d{1,2}"  # a date, year first
+    r"|\d{1,2}[-./]\d{1,2}[-./]\d{4}"  # a date, year last
+    r"|^\d+(?:\.\d+){2,}$"  # a version or a dotted number
+)
+_CODE_NEIGHBOUR = frozenset("./:=_-#&?%$'\"[]{}<>\\")
+# Length and word counts are capped: past a few hundred characters, length says more about
+# where a comment was written (e-mail, a help forum, a review) than about whether it is spam.
+LENGTH_CAP = 400
+WORDS_CAP = 60
 _WALLET = re.compile(
     r"\b(?:0x[a-fA-F0-9]{40}|(?:bc1|[13])[a-km-zA-HJ-NP-Z1-9]{25,39}|T[1-9A-HJ-NP-Za-km-z]{33})\b"
 )
@@ -181,7 +194,7 @@ def signal_matrix(prepared: Sequence[PreparedLike]) -> np.ndarray:
     out[:, _COLUMN["capitals"]] = upper / safe_letters
     out[:, _COLUMN["digits"]] = digits / np.maximum(lengths, 1.0)
     out[:, _COLUMN["repeated_chars"]] = np.log1p(longest)
-    out[:, _COLUMN["length"]] = np.log1p(lengths)
+    out[:, _COLUMN["length"]] = np.log1p(np.minimum(lengths, LENGTH_CAP))
     out[:, _COLUMN["emoji"]] = np.log1p(emoji)
     out[:, _COLUMN["disguised_letters"]] = np.minimum(1.0, disguised / safe_letters)
     out[:, _COLUMN["exclamations"]] = np.log1p(exclamations)
@@ -200,11 +213,11 @@ def signal_matrix(prepared: Sequence[PreparedLike]) -> np.ndarray:
             author_given[i] = float(bool(author))
             author_linked[i] = float(bool(author) and author in links)
             mail[i] = float(any(t.startswith("mail:") for t in p.domains))
-        words[i] = math.log1p(clean.count(" ") + 1 if clean else 0)
+        words[i] = math.log1p(min(clean.count(" ") + 1, WORDS_CAP) if clean else 0)
         if not p.raw.isascii():
             mixed[i] = float(_MIXED_WORD.search(p.raw) is not None)
         if digits[i] >= 9:
-            phone[i] = float(_PHONE.search(clean) is not None)
+            phone[i] = float(_has_phone(clean))
         if digits[i] >= 4 and lengths[i] >= 26:  # every wallet format has digits
             wallet[i] = float(_WALLET.search(clean) is not None)
         if "@" in clean or "#" in clean:
@@ -229,6 +242,22 @@ def signal_matrix(prepared: Sequence[PreparedLike]) -> np.ndarray:
     ):
         out[:, _COLUMN[name]] = column
     return out
+
+
+def _has_phone(text: str) -> bool:
+    """Whether `text` holds a phone number: a long run of digits in phone shapes, standing
+    free in prose (not glued to code or URL punctuation) and not an IP address, a date or a
+    version number."""
+    for match in _PHONE.finditer(text):
+        start, end = match.span()
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if before in _CODE_NEIGHBOUR or after in _CODE_NEIGHBOUR or before.isalnum():
+            continue
+        if _NOT_PHONE.search(match.group(0)):
+            continue
+        return True
+    return False
 
 
 def describe_signal(name: str, value: float) -> str:

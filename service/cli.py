@@ -69,7 +69,15 @@ def train(
 ) -> None:
     """Train a new model version from the bundled corpora or your own data."""
     from classifier.registry import activate as activate_version
-    from training.corpora import CorpusError, deduplicate, file_sha256, load_bundled, read_file
+    from training.corpora import (
+        GATE_VALIDATION_SHARE,
+        CorpusError,
+        deduplicate,
+        file_sha256,
+        load_bundled,
+        read_file,
+        split_corpus,
+    )
     from training.train import DEFAULT_CORPORA, bundled_data_record
     from training.train import train as run_training
 
@@ -80,7 +88,9 @@ def train(
             record = {"files": {str(p): file_sha256(p) for p in data}}
         else:
             names = tuple(corpus or DEFAULT_CORPORA)
-            examples = load_bundled(names)
+            # As serve's first run trains (training.train.train_default): the promotion gate
+            # compares models on this split, so no model it judges may have trained on it.
+            examples, _ = split_corpus(load_bundled(names), GATE_VALIDATION_SHARE)
             record = bundled_data_record(names)
     except (CorpusError, KeyError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -97,8 +107,9 @@ def train(
     val = result.validation["at_spam_threshold"]
     console.print(
         f"model [bold]{result.version}[/bold] written to {result.path} in {result.seconds:.1f}s; "
-        f"validation at the spam threshold: precision {val['precision']:.3f}, "
-        f"recall {val['recall']:.3f}, MCC {val['mcc']:.3f}, ham FPR {val['fpr']:.3%}"
+        f"on comments from corpora it had not seen ({result.validation['protocol']}), at the "
+        f"spam threshold: precision {val['precision']:.3f}, recall {val['recall']:.3f}, "
+        f"MCC {val['mcc']:.3f}, ham FPR {val['fpr']:.3%}"
     )
     typer.echo(result.version)
 
@@ -192,7 +203,11 @@ def evaluate(
         typer.echo(json.dumps(result, indent=2))
         return
     metrics = result["metrics"]
-    table = Table(title=result["protocol"])
+    mix = result.get("train_corpora") or result.get("corpora") or []
+    table = Table(
+        title=result["protocol"],
+        caption=f"trained as `commentguard train` trains, on: {', '.join(mix)}" if mix else None,
+    )
     for key in ("n", "precision", "recall", "f1", "mcc", "roc_auc", "fpr"):
         table.add_column(key, justify="right")
     table.add_row(

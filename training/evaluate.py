@@ -16,7 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from classifier.features import to_frame
 from classifier.normalize import normalize_text
-from classifier.pipeline import DEFAULT_PARAMS, build_pipeline
+from classifier.pipeline import DEFAULT_PARAMS
 from training.baseline import build_baseline
 from training.corpora import (
     BUNDLED,
@@ -28,7 +28,7 @@ from training.corpora import (
     read_file,
 )
 from training.metrics import classification_metrics
-from training.train import DEFAULT_CORPORA
+from training.train import DEFAULT_CORPORA, fit_unseen
 
 Report = Callable[[str, float], None]
 THRESHOLD = 0.5
@@ -39,9 +39,17 @@ def _quiet(_message: str, _fraction: float) -> None:
 
 
 def _fit_predict(train: Sequence[Example], test: Sequence[Example], baseline: bool) -> np.ndarray:
-    model = build_baseline() if baseline else build_pipeline()
-    model.fit(to_frame([e.comment for e in train]), np.array([e.label for e in train]))
-    return np.asarray(model.predict_proba(to_frame([e.comment for e in test]))[:, 1])
+    """Scores of `test` by a model fitted on `train` as `commentguard train` fits one."""
+    X_test = to_frame([e.comment for e in test])
+    y = np.array([e.label for e in train])
+    if baseline:
+        model = build_baseline().fit(to_frame([e.comment for e in train]), y)
+        return np.asarray(model.predict_proba(X_test)[:, 1])
+    domains = [e.corpus for e in train]
+    if len(set(domains)) < 2:
+        domains = [e.group for e in train]
+    fitted = fit_unseen(to_frame([e.comment for e in train]), y, domains, DEFAULT_PARAMS)
+    return np.asarray(fitted.pipeline.predict_proba(X_test)[:, 1])
 
 
 def _run_folds(
@@ -89,7 +97,9 @@ def leave_one_video_out(baseline: bool = False, report: Report = _quiet) -> dict
         )
         for video in videos
     ]
-    return _run_folds("leave-one-video-out", folds, baseline, report)
+    result = _run_folds("leave-one-video-out", folds, baseline, report)
+    result["train_corpora"] = ["youtube (the other four videos)"]
+    return result
 
 
 def cross_validate(
@@ -152,7 +162,8 @@ def held_out_file(
     else:
         held_out = bundled_corpus_of(path)
         test = deduplicate(read_file(path, corpus=held_out))
-    names = [n for n in (corpora or BUNDLED) if n != held_out]
+    # What `commentguard train` serves (the default mix), less the held-out corpus.
+    names = [n for n in (corpora or DEFAULT_CORPORA) if n != held_out]
     if not names:
         raise CorpusError("no training corpora left after holding out the test corpus")
     train = load_bundled(names)

@@ -10,11 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.calibration import _SigmoidCalibration
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
 
 from classifier.artifact import save_model
 from classifier.features import to_frame
-from classifier.pipeline import DEFAULT_PARAMS, build_pipeline
+from classifier.pipeline import (
+    DEFAULT_PARAMS,
+    build_classifier,
+    build_features,
+    build_pipeline,
+    calibrated_pipeline,
+)
 from classifier.scoring import Thresholds
 from training.corpora import (
     BUNDLED,
@@ -34,7 +42,6 @@ DEFAULT_CORPORA: tuple[str, ...] = ("youtube", "instagram", "sms")
 SPAM_FPR = 0.01  # `spam`: at most 1% of ham goes to the spam folder
 DISCARD_FPR = 0.001  # `discard`: far stricter, since nobody reviews what is discarded
 UNSURE_FPR = 0.05  # `unsure`: the band below `spam` worth a human look
-VALIDATION_SHARE = 0.2
 
 Report = Callable[[str, float], None]
 
@@ -48,21 +55,47 @@ class TrainResult:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Fitted:
+    """A fitted, calibrated pipeline and what it was calibrated and thresholded on: each
+    training row's calibrated score by a model that never saw that row's domain (`domains`)."""
+
+    pipeline: Pipeline
+    unseen_scores: np.ndarray
+    labels: np.ndarray
+    domains: np.ndarray
+    protocol: str  # how the unseen scores were made: "leave-one-domain-out" or "3-fold"
+
+
 def choose_thresholds(
     labels: np.ndarray,
     scores: np.ndarray,
     spam_fpr: float = SPAM_FPR,
     discard_fpr: float = DISCARD_FPR,
     unsure_fpr: float = UNSURE_FPR,
+    domains: np.ndarray | None = None,
 ) -> Thresholds:
-    """Thresholds that meet the target ham false-positive rates on validation scores.
+    """Thresholds that meet the target ham false-positive rates on held-out scores.
 
-    `spam` never goes below 0.5 (a calibrated model should not call a comment spam that it
-    thinks is more likely ham), `discard` never below 0.9, and `unsure` sits below `spam`.
+    With `domains`, each target is met on every domain's ham separately (the strictest cut of
+    them all): a threshold is a promise to a site nobody has measured, so it is chosen where
+    the model is weakest, not on the average. `spam` never goes below 0.5 (a calibrated model
+    should not call a comment spam that it thinks is more likely ham), `discard` never below
+    0.9, and `unsure` sits below `spam`.
     """
-    spam = min(1.0, max(0.5, threshold_for_fpr(labels, scores, spam_fpr)))
-    discard = min(1.0, max(0.9, spam, threshold_for_fpr(labels, scores, discard_fpr)))
-    unsure = min(spam, max(0.05, threshold_for_fpr(labels, scores, unsure_fpr)))
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=float)
+    groups = [np.ones(len(labels), dtype=bool)]
+    if domains is not None and len(set(np.asarray(domains).tolist())) > 1:
+        domains = np.asarray(domains)
+        groups = [domains == d for d in sorted(set(domains.tolist()))]
+
+    def cut(fpr: float) -> float:
+        return max(threshold_for_fpr(labels[g], scores[g], fpr) for g in groups)
+
+    spam = min(1.0, max(0.5, cut(spam_fpr)))
+    discard = min(1.0, max(0.9, spam, cut(discard_fpr)))
+    unsure = min(spam, max(0.05, cut(unsure_fpr)))
     return Thresholds(unsure=_round_up(unsure), spam=_round_up(spam), discard=_round_up(discard))
 
 
@@ -72,10 +105,62 @@ def _round_up(value: float) -> float:
 
 
 def fit(examples: Sequence[Example], params: dict[str, Any] | None = None) -> Any:
-    """Fit a pipeline on examples."""
+    """Fit a pipeline on examples (the cross-validated calibration of `build_pipeline`)."""
     X = to_frame([e.comment for e in examples])
     y = np.array([e.label for e in examples])
     return build_pipeline(params).fit(X, y)
+
+
+def fit_unseen(
+    frame: np.ndarray,
+    y: np.ndarray,
+    domains: Sequence[str],
+    params: dict[str, Any] | None = None,
+    weights: np.ndarray | None = None,
+    report: Report | None = None,
+) -> Fitted:
+    """Fit the pipeline so that its probabilities and thresholds describe comments from a
+    domain (a corpus, a site) it has never seen.
+
+    Features are fitted once on every row. With two or more domains, each domain's rows are
+    scored by a logistic regression fitted on the other domains only; with one, by 3-fold
+    cross-validation. The Platt sigmoid is fitted on those unseen scores and paired with the
+    logistic regression refitted on every row (as `CalibratedClassifierCV(ensemble=False)`
+    pairs cross-validated scores with a refit). The unseen scores are returned for choosing
+    thresholds. In-domain validation would tell a new site that its false-positive rate is
+    the corpora's own, which it never is.
+    """
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    step = report or (lambda _msg, _frac: None)
+    y = np.asarray(y)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    dom = np.asarray([str(d) for d in domains], dtype=object)
+    features = build_features(p)
+    X = features.fit_transform(frame)
+    names = sorted(set(dom.tolist()))
+    usable = [d for d in names if len(set(y[dom != d].tolist())) == 2]
+    if len(names) >= 2 and len(usable) == len(names):
+        folds = [(np.flatnonzero(dom != d), np.flatnonzero(dom == d)) for d in names]
+        protocol = "leave-one-domain-out"
+    else:
+        splitter = StratifiedKFold(3, shuffle=True, random_state=int(p["seed"]))
+        folds = list(splitter.split(np.zeros(len(y)), y))
+        protocol = "3-fold"
+    logits = np.zeros(len(y))
+    for k, (fit_rows, score_rows) in enumerate(folds):
+        step(
+            f"scoring unseen rows ({protocol}, {k + 1} of {len(folds)})", 0.1 + 0.6 * k / len(folds)
+        )
+        held_out = build_classifier(p).fit(X[fit_rows], y[fit_rows], sample_weight=w[fit_rows])
+        logits[score_rows] = held_out.decision_function(X[score_rows])
+    step("refitting on every row", 0.75)
+    final = build_classifier(p).fit(X, y, sample_weight=w)
+    sigmoid = _SigmoidCalibration().fit(logits, y, sample_weight=w)
+    pipeline = calibrated_pipeline(features, final, X, y)  # its sigmoid is replaced below
+    calibrator = pipeline.named_steps["classifier"].calibrated_classifiers_[0].calibrators[0]
+    calibrator.a_, calibrator.b_ = sigmoid.a_, sigmoid.b_
+    unseen = 1.0 / (1.0 + np.exp(sigmoid.a_ * logits + sigmoid.b_))
+    return Fitted(pipeline, unseen, y, dom, protocol)
 
 
 def train(
@@ -87,36 +172,35 @@ def train(
     seed: int = 0,
     report: Report | None = None,
 ) -> TrainResult:
-    """Train and save a new version.
-
-    A stratified validation split (seeded) is held out to choose the thresholds and to measure
-    the model; the saved model is then refitted on all examples with those thresholds.
-    """
+    """Train and save a new version, its probabilities calibrated and its thresholds chosen
+    on comments from corpora it had not seen (`fit_unseen`; domain = each example's corpus,
+    or its file when there is one corpus)."""
     started = time.perf_counter()
     step = report or (lambda _msg, _frac: None)
     labels = np.array([e.label for e in examples])
     if len(set(labels.tolist())) < 2:
         raise ValueError("training needs both spam and ham examples")
-    indices = np.arange(len(examples))
-    fit_idx, val_idx = train_test_split(
-        indices, test_size=VALIDATION_SHARE, stratify=labels, random_state=seed
-    )
-    step("fitting on the training split", 0.1)
-    candidate = fit([examples[i] for i in fit_idx], params)
-    step("choosing thresholds on the validation split", 0.45)
-    val_examples = [examples[i] for i in val_idx]
-    val_scores = candidate.predict_proba(to_frame([e.comment for e in val_examples]))[:, 1]
-    val_labels = labels[val_idx]
-    thresholds = choose_thresholds(val_labels, val_scores)
+    domains = [e.corpus for e in examples]
+    if len(set(domains)) < 2:
+        domains = [e.group for e in examples]
+    p = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
+    fitted = fit_unseen(to_frame([e.comment for e in examples]), labels, domains, p, report=step)
+    thresholds = choose_thresholds(fitted.labels, fitted.unseen_scores, domains=fitted.domains)
+    scores = fitted.unseen_scores
     validation = {
-        "at_0.5": classification_metrics(val_labels, val_scores, 0.5),
-        "at_spam_threshold": classification_metrics(val_labels, val_scores, thresholds.spam),
+        "protocol": fitted.protocol,
+        "at_0.5": classification_metrics(labels, scores, 0.5),
+        "at_spam_threshold": classification_metrics(labels, scores, thresholds.spam),
+        "domains": {
+            str(d): classification_metrics(
+                labels[fitted.domains == d], scores[fitted.domains == d], thresholds.spam
+            )
+            for d in sorted(set(fitted.domains.tolist()))
+        },
     }
-    step("refitting on all examples", 0.5)
-    pipeline = fit(examples, params)
     step("saving", 0.95)
     metadata = {
-        "params": {**DEFAULT_PARAMS, **(params or {})},
+        "params": p,
         "seed": seed,
         "data": data or {},
         "n_examples": len(examples),
@@ -126,9 +210,10 @@ def train(
             "spam_fpr": SPAM_FPR,
             "discard_fpr": DISCARD_FPR,
             "unsure_fpr": UNSURE_FPR,
+            "chosen_on": f"unseen scores ({fitted.protocol}), each domain's ham",
         },
     }
-    path = save_model(pipeline, models_dir, thresholds=thresholds, metadata=metadata)
+    path = save_model(fitted.pipeline, models_dir, thresholds=thresholds, metadata=metadata)
     seconds = time.perf_counter() - started
     step("done", 1.0)
     return TrainResult(path.name, path, thresholds, validation, seconds)

@@ -84,3 +84,40 @@ def test_fit_without_sites_adds_no_site_columns() -> None:
     rows = [Comment("hello world", site="a"), Comment("hello there", site="a")]
     vectorizer = CommentVectorizer(word_bits=12, char_bits=12, min_df=1).fit(to_frame(rows))
     assert vectorizer.offsets["site"] == vectorizer.offsets["signal"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "My server at 192.168.100.200 refuses connections since the update",
+        "It broke on 2024-01-15 10:30:00 and again on 15/01/2024",
+        "pip says version 1.2.3.4567.8 is installed",
+        "set timeout=123456789012; then retry",
+        "the log is at http://example.com/build/12345678901/console",
+    ],
+)
+def test_signal_matrix_finds_no_phone_number_in_help_requests(text: str) -> None:
+    assert _signals(Comment(text))["phone_number"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "text", ["call +1 (555) 123-4567 now", "text 07700900123 to win", "Call 0800 123 4567"]
+)
+def test_signal_matrix_finds_phone_numbers_in_prose(text: str) -> None:
+    assert _signals(Comment(text))["phone_number"] == 1.0
+
+
+def test_signals_are_centred_not_scaled_by_their_spread() -> None:
+    """A rare flag must not stand dozens of spreads from the mean: the corpora's rarities are
+    not a new site's, and a modest weight would then decide alone."""
+    texts = ["a plain remark about the song"] * 99 + ["go to http://bit.ly/x now"]
+    vectorizer = CommentVectorizer(word_bits=12, char_bits=12).fit(to_frame(texts))
+    signals = vectorizer.transform_parts([prepare(row) for row in to_frame(texts)]).signals
+    column = SIGNAL_NAMES.index("shortened_link")
+    assert signals[-1, column] == pytest.approx(0.99)
+
+
+def test_signal_matrix_caps_length_and_words() -> None:
+    long = _signals(Comment("word " * 2000))
+    assert long["length"] == pytest.approx(np.log1p(400))
+    assert long["words"] == pytest.approx(np.log1p(60))

@@ -364,7 +364,8 @@ def workers(settings: Settings) -> Iterator[Supervisor]:
 # --- the Akismet API on a real server ----------------------------------------------------
 
 # Thresholds for the Akismet tests, so that the tiny model answers each decision for a known
-# text: "I love this song…" (about 0.12) is ham, "Great post…" (about 0.39) unsure, and
+# text: "I love this song…" (about 0.05) is ham, "I like this, check my new song" (about 0.48)
+# unsure, and
 # "Check out my channel http://bit.ly/x…" (1.0) discard.
 AKISMET_THRESHOLDS = {"threshold_unsure": 0.3, "threshold_spam": 0.95, "threshold_discard": 0.999}
 

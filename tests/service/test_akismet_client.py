@@ -24,7 +24,7 @@ from tests.service.conftest import TEST_SECRET, Account, LiveServer, create_acco
 pytestmark = pytest.mark.xdist_group("akismet_client")
 
 HAM_TEXT = "I love this song, it reminds me of my childhood."
-UNSURE_TEXT = "Great post, thanks for writing it!"
+UNSURE_TEXT = "I like this, check my new song"
 DISCARD_TEXT = "Check out my channel http://bit.ly/x subscribe!!!"
 BLOG = "https://blog.example"
 

@@ -13,8 +13,10 @@ import pytest
 from classifier.artifact import active_version
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COMMENTGUARD_MODELS_DIR": str(cwd / "models")}
+def _run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COMMENTGUARD_MODELS_DIR": str(cwd / "models"), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
         cwd=cwd,
@@ -80,3 +82,21 @@ def test_train_rejects_a_bad_data_file(tmp_path: Path) -> None:
     done = _run("train", "--data", str(bad), cwd=tmp_path)
     assert done.returncode == 2
     assert "bad.csv:2" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_retrain_after_train_can_be_promoted(tmp_path: Path) -> None:
+    """`commentguard train` leaves out the gate's validation split, as serve's first run does:
+    a model trained on it would score it perfectly and the gate would refuse every retrain."""
+    env = {
+        "COMMENTGUARD_RETRAIN_CORPORA": "youtube",
+        "COMMENTGUARD_DATA_DIR": str(tmp_path / "var"),
+        "COMMENTGUARD_LOG_LEVEL": "WARNING",
+    }
+    trained = _run("train", "--corpus", "youtube", cwd=tmp_path, env=env)
+    assert trained.returncode == 0, trained.stderr
+    assert _run("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    done = _run("retrain", "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["promoted"], record["gate"]
+    assert record["active_before"] == trained.stdout.strip().splitlines()[-1]
