@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from classifier.adapter import SiteAdapter, domain_key, family_of
+from classifier.adapter import rows as adapter_rows
+from classifier.adapter import select as select_rows
 from classifier.features import CommentVectorizer, FeatureParts, Prepared, prepare_comment
+from classifier.hashing import Grams
 from classifier.record import Comment
 from classifier.signals import SIGNAL_NAMES, describe_signal
 
@@ -147,39 +151,132 @@ class LoadedModel:
         return self.score_many([comment], reasons=reasons)[0]
 
     def score_many(
-        self, comments: Iterable[Comment | Mapping[str, Any] | str], reasons: int = DEFAULT_REASONS
+        self,
+        comments: Iterable[Comment | Mapping[str, Any] | str],
+        reasons: int = DEFAULT_REASONS,
+        adapters: Sequence[SiteAdapter | None] | None = None,
     ) -> list[Verdict]:
-        """Score comments in one batch, each with its reasons."""
+        """Score comments in one batch, each with its reasons. `adapters`, one per comment
+        (None: the shared model alone), are the comments' sites' own corrections
+        (classifier/adapter.py): their weights join the reasons as `site-…` features."""
         prepared = self._prepare(comments)
         features = self._features(prepared)
-        scores = self._probabilities(features)
+        log_odds = self.log_odds(features)
+        scores = 1.0 / (1.0 + np.exp(-log_odds))
+        own: dict[int, list[Reason]] = {}
+        scale = np.ones(len(scores))
+        if adapters is not None and any(a is not None for a in adapters):
+            scale = self._adapt(prepared, features, log_odds, adapters, scores, own, reasons)
         verdicts = []
         if reasons:
             order, bounds = _group_by_doc(features.doc, len(scores))
             word_order, word_bounds = _group_by_doc(features.words.doc, len(scores))
             char_order, char_bounds = _group_by_doc(features.chars.doc, len(scores))
         for i, score in enumerate(scores):
+            found: list[Reason] = []
+            if reasons:
+                found = self._reasons(
+                    prepared[i],
+                    features,
+                    order[bounds[i] : bounds[i + 1]],
+                    i,
+                    reasons,
+                    (
+                        word_order[word_bounds[i] : word_bounds[i + 1]],
+                        char_order[char_bounds[i] : char_bounds[i + 1]],
+                    ),
+                    float(scale[i]),
+                )
+                if i in own:
+                    found = sorted(found + own[i], key=lambda r: -abs(r.weight))[:reasons]
             verdicts.append(
                 Verdict(
                     score=float(score),
                     decision=self.thresholds.for_site(prepared[i].site).decide(float(score)),
-                    reasons=self._reasons(
-                        prepared[i],
-                        features,
-                        order[bounds[i] : bounds[i + 1]],
-                        i,
-                        reasons,
-                        (
-                            word_order[word_bounds[i] : word_bounds[i + 1]],
-                            char_order[char_bounds[i] : char_bounds[i + 1]],
-                        ),
-                    )
-                    if reasons
-                    else [],
+                    reasons=found,
                     model_version=self.version,
                 )
             )
         return verdicts
+
+    def _adapt(
+        self,
+        prepared: Sequence[Prepared],
+        features: FeatureParts,
+        log_odds: np.ndarray,
+        adapters: Sequence[SiteAdapter | None],
+        scores: np.ndarray,
+        own: dict[int, list[Reason]],
+        limit: int,
+    ) -> np.ndarray:
+        """Apply each comment's adapter: its score in `scores`, its site's reasons in `own`;
+        returns the factor by which the shared model's reasons count in each comment's
+        adapted log-odds."""
+        batch = adapter_rows(prepared, features, log_odds)
+        # The shared model's reasons of an adapted comment, in its adapted log-odds.
+        scale = np.ones(len(scores))
+        groups: dict[int, tuple[SiteAdapter, list[int]]] = {}
+        for i, fitted in enumerate(adapters):
+            if fitted is not None:
+                groups.setdefault(id(fitted), (fitted, []))[1].append(i)
+        for fitted, members in groups.values():
+            index = np.asarray(members, dtype=np.int64)
+            sub = select_rows(batch, index)
+            z, contributions = fitted.log_odds(sub)
+            scores[index] = 1.0 / (1.0 + np.exp(-z))
+            scale[index] = -self._a * fitted.scale
+            if not limit:
+                continue
+            for k, i in enumerate(members):
+                mine = np.flatnonzero((sub.doc == k) & (contributions != 0.0))
+                top = mine[np.argsort(-np.abs(contributions[mine]), kind="stable")[:limit]]
+                own[i] = [
+                    self._site_reason(
+                        prepared[i],
+                        features,
+                        i,
+                        int(sub.key[j]),
+                        float(contributions[j]),
+                        float(sub.value[j]),
+                    )
+                    for j in top
+                ]
+        return scale
+
+    def _site_reason(
+        self, prepared: Prepared, parts: FeatureParts, i: int, key: int, weight: float, value: float
+    ) -> Reason:
+        family, bucket = family_of(key)
+        if family == "signal":
+            name = SIGNAL_NAMES[bucket]
+            j = bucket
+            raw = value * self.vectorizer.signal_scale_[j] + self.vectorizer.signal_mean_[j]
+            return Reason(
+                f"site-signal:{name}", f"{describe_signal(name, raw)} (this site)", round(weight, 4)
+            )
+        if family == "domain":
+            term = next((t for t in prepared.domains if domain_key(t) == bucket), f"#{bucket}")
+            return Reason(
+                f"site-domain:{term}", f"{_describe('domain', term)} (this site)", round(weight, 4)
+            )
+        grams = parts.words if family == "word" else parts.chars
+        term = _gram_text(prepared, grams, np.flatnonzero(grams.doc == i), family, bucket)
+        return Reason(
+            f"site-{family}:{term}", f"{_describe(family, term)} (this site)", round(weight, 4)
+        )
+
+    def analyse(
+        self, comments: Iterable[Comment | Mapping[str, Any] | str]
+    ) -> tuple[list[Prepared], FeatureParts, np.ndarray]:
+        """The batch's prepared comments, features and calibrated log-odds of spam: what a
+        site's adapter (classifier/adapter.py) builds on."""
+        prepared = self._prepare(comments)
+        parts = self._features(prepared)
+        return prepared, parts, self.log_odds(parts)
+
+    def log_odds(self, parts: FeatureParts) -> np.ndarray:
+        """The calibrated log-odds of spam (the logit of `probabilities`)."""
+        return -(self._a * self._logits(parts) + self._b)
 
     def _prepare(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> list[Prepared]:
         return [prepare_comment(c) for c in comments]
@@ -205,12 +302,13 @@ class LoadedModel:
         i: int,
         limit: int,
         grams: tuple[np.ndarray, np.ndarray],
+        scale: float = 1.0,
     ) -> list[Reason]:
         columns = np.concatenate(
             (parts.column[rows], self._first_signal + np.arange(parts.signals.shape[1]))
         )
         values = np.concatenate((parts.value[rows], parts.signals[i]))
-        contributions = values * self._coef[columns]
+        contributions = values * self._coef[columns] * scale
         order = np.argsort(-np.abs(contributions), kind="stable")[:limit]
         describe = self._names.describer(prepared, parts, grams)
         reasons = []
@@ -259,13 +357,7 @@ class _FeatureNames:
 
         def gram(family: str, bucket: int) -> str:
             grams, mine = (parts.words, own[0]) if family == "word" else (parts.chars, own[1])
-            found = mine[grams.column[mine] == bucket]
-            if len(found) == 0:
-                return f"#{bucket}"
-            k = found[0]
-            text = prepared.text if family == "word" else f" {prepared.text} "
-            shift = 0 if family == "word" else 1  # char offsets count from before the pad
-            return text[grams.start[k] + shift : grams.stop[k] + shift]
+            return _gram_text(prepared, grams, mine, family, bucket)
 
         def describe(column: int, value: float) -> tuple[str, str]:
             if column >= self._signal:
@@ -285,6 +377,18 @@ class _FeatureNames:
             return f"word:{term}", _describe("word", term)
 
         return describe
+
+
+def _gram_text(prepared: Prepared, grams: Grams, mine: np.ndarray, family: str, bucket: int) -> str:
+    """The n-gram of a comment's text that hashes to `bucket` (`mine`: the comment's entries
+    in `grams`)."""
+    found = mine[grams.column[mine] == bucket]
+    if len(found) == 0:
+        return f"#{bucket}"
+    k = found[0]
+    text = prepared.text if family == "word" else f" {prepared.text} "
+    shift = 0 if family == "word" else 1  # char offsets count from before the pad
+    return str(text[grams.start[k] + shift : grams.stop[k] + shift])
 
 
 _DOMAIN_WORDS = {
