@@ -412,7 +412,8 @@ def _verdict(
     A rule leaves the score as it was, so that it remains the model's (or the memory's).
     """
     thresholds = site.thresholds.effective(model.thresholds) if site is not None else None
-    verdict = compute_verdict(comment, model, memory, account_id, thresholds)
+    adapter = site.adapter if site is not None else None
+    verdict = compute_verdict(comment, model, memory, account_id, thresholds, adapter)
     if submission.rule is not None:
         verdict.decision = submission.rule.decision.value
         verdict.reasons = [submission.rule.reason().to_dict(), *verdict.reasons]

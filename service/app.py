@@ -21,6 +21,7 @@ from service.deps import Services
 from service.engine import ModelHolder
 from service.fastpath import FastPath
 from service.intake import SiteCache
+from service.learning import adapt_hook, adapter_params, fit_site
 from service.memory import NearDuplicateMemory, remember_applied
 from service.metrics import ServiceCollector
 from service.queue import TaskQueue
@@ -132,8 +133,11 @@ def build_services(settings: Settings) -> Services:
     services.memory = NearDuplicateMemory.from_settings(settings)
     # A committed label protects its near-copies at once (service/memory.py).
     services.label_hooks.append(partial(remember_applied, services.memory))
-    # Enough new labels queue a retrain (service/retraining.py).
-    services.label_hooks.append(retrain_hook(settings, sessions, queue))
+    # A label refits its site's adapter within seconds (service/learning.py).
+    services.label_hooks.append(adapt_hook(partial(_adapt_site_now, services)))
+    if settings.retrain_shared_labels:
+        # Enough new labels queue a retrain of the shared model (service/retraining.py).
+        services.label_hooks.append(retrain_hook(settings, sessions, queue))
     # Requests that arrive together are handled together (checks scored on the event loop),
     # each kind stored by threads of its own.
     size, threads = settings.batch_max_size, settings.batch_threads
@@ -204,3 +208,19 @@ class BodySizeLimit:
             413, "payload_too_large", f"the request body exceeds {self.max_bytes} bytes"
         )
         await response(scope, receive, send)
+
+
+def _adapt_site_now(services: Services, site_id: int) -> None:
+    """Refit a site's adapter: queued for a worker, or here and now without a queue."""
+    if services.queue is not None:
+        services.queue.adapt(site_id)
+        return
+    with services.sessions() as session:
+        fit_site(
+            session,
+            services.models.current,
+            site_id,
+            adapter_params(services.settings),
+            services.settings.adapt_min_site_threshold_labels,
+        )
+    services.sites.adapters.forget(site_id)

@@ -58,7 +58,8 @@ def prepare_checks(services: Services, items: Sequence[Item[CheckRequest]]) -> N
             return
         sites.append(site)
     fresh = _new_comments([item.value for item in items], sites)
-    prepared = Prepared(model, sites, fresh, score_ahead(fresh, model, services.memory))
+    adapters = [site.adapter for site in sites]
+    prepared = Prepared(model, sites, fresh, score_ahead(fresh, model, services.memory, adapters))
     items[0].prepared = prepared  # the whole batch's, kept on its first item
 
 
@@ -99,6 +100,7 @@ def check_batch(
             [r.account_id for r in requests],
             limits,
             prepared.scored if prepared is not None else None,
+            adapters=[site.adapter for site in sites],
         )
         for comment in fresh:
             comment.status = tables.CommentStatus.SCORED
@@ -144,7 +146,9 @@ def check_one(
     if created:
         attach(session, comment, verdict)
     elif comment.verdict is None:
-        score_into(session, comment, model, services.memory, request.account_id, thresholds)
+        score_into(
+            session, comment, model, services.memory, request.account_id, thresholds, site.adapter
+        )
     try:
         session.commit()
     except IntegrityError:

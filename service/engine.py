@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,10 @@ from service.memory import Match, NearDuplicateMemory, Signature, overrule
 from service.settings import Settings
 from service.site_thresholds import SiteThresholds
 from service.writes import insert_all, insert_row, table_of, transient
+
+if TYPE_CHECKING:
+    from classifier.adapter import SiteAdapter
+    from service.learning import AdapterCache
 
 log = logging.getLogger(__name__)
 
@@ -203,14 +208,18 @@ def compute_verdict(
     memory: NearDuplicateMemory | None = None,
     account_id: int | None = None,
     thresholds: Thresholds | None = None,
+    adapter: SiteAdapter | None = None,
 ) -> tables.Verdict:
     """Score a comment (its `id` set) into a verdict row, touching no database.
 
-    `thresholds` are the comment's site's (see `site_thresholds`; None: the model's). With a
-    `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in that
+    `thresholds` are the comment's site's (see `site_thresholds`; None: the model's), and
+    `adapter` what its site's labels taught (service/learning.py; None: the model alone). With
+    a `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in that
     account takes the label's side, its reason first (see `service.memory.overrule`).
     """
-    return compute_verdicts([comment], model, memory, [account_id], [thresholds])[0]
+    return compute_verdicts(
+        [comment], model, memory, [account_id], [thresholds], adapters=[adapter]
+    )[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +233,15 @@ class Scored:
 
 
 def score_ahead(
-    comments: Sequence[tables.Comment], model: LoadedModel, memory: NearDuplicateMemory | None
+    comments: Sequence[tables.Comment],
+    model: LoadedModel,
+    memory: NearDuplicateMemory | None,
+    adapters: Sequence[SiteAdapter | None] | None = None,
 ) -> Scored:
-    """Score comments and sign them for the memory, touching no database and no network."""
+    """Score comments (each with its site's adapter, if any) and sign them for the memory,
+    touching no database and no network."""
     started = time.perf_counter()
-    verdicts = model.score_many([to_record(comment) for comment in comments])
+    verdicts = model.score_many([to_record(comment) for comment in comments], adapters=adapters)
     signatures = None if memory is None else [memory.signer.sign(c.content) for c in comments]
     return Scored(verdicts, signatures, time.perf_counter() - started)
 
@@ -240,13 +253,14 @@ def compute_verdicts(
     account_ids: Sequence[int | None],
     thresholds: Sequence[Thresholds | None],
     ahead: Scored | None = None,
+    adapters: Sequence[SiteAdapter | None] | None = None,
 ) -> list[tables.Verdict]:
     """`compute_verdict` for several comments at once: one call into the model, one round
     trip to the memory. Each verdict's `duration_ms` is the time the batch took. With
     `ahead` (`score_ahead` of these comments by this model), the scores are not computed
     again."""
     if ahead is None:
-        ahead = score_ahead(comments, model, memory)
+        ahead = score_ahead(comments, model, memory, adapters)
     started = time.perf_counter()  # the time scoring took is ahead.seconds
     scored = ahead.verdicts
     matches = _recall(memory, account_ids, comments, ahead.signatures)
@@ -315,9 +329,10 @@ def score_into(
     memory: NearDuplicateMemory | None = None,
     account_id: int | None = None,
     thresholds: Thresholds | None = None,
+    adapter: SiteAdapter | None = None,
 ) -> tables.Verdict:
     """Score a comment and add its verdict to the session (the caller commits)."""
-    verdict = compute_verdict(comment, model, memory, account_id, thresholds)
+    verdict = compute_verdict(comment, model, memory, account_id, thresholds, adapter)
     attach(session, comment, verdict)
     return verdict
 
@@ -344,6 +359,7 @@ def score_stored_comment(
     model: LoadedModel,
     claim_first: ClaimFirst | None = None,
     memory: NearDuplicateMemory | None = None,
+    adapters: AdapterCache | None = None,
 ) -> ScoreOutcome:
     """Score a stored comment once, and make sure its callback delivery exists.
 
@@ -365,8 +381,18 @@ def score_stored_comment(
             return ScoreOutcome(found=False, scored_now=False, delivery_id=None)
         if comment.verdict is None:
             site = comment.site
-            thresholds = SiteThresholds.of(site).effective(model.thresholds)
-            verdict = compute_verdict(comment, model, memory, site.account_id, thresholds)
+            learned = adapters.get(session, site.id) if adapters is not None else None
+            thresholds = SiteThresholds.of(site, learned.thresholds if learned else None).effective(
+                model.thresholds
+            )
+            verdict = compute_verdict(
+                comment,
+                model,
+                memory,
+                site.account_id,
+                thresholds,
+                learned.adapter if learned else None,
+            )
             delivery = _new_delivery(comment)
             claim = None
             if delivery is not None and claim_first is not None:
@@ -390,6 +416,7 @@ def score_stored_comments(
     model: LoadedModel,
     claim_first: ClaimFirst | None = None,
     memory: NearDuplicateMemory | None = None,
+    adapters: AdapterCache | None = None,
 ) -> list[ScoreOutcome]:
     """`score_stored_comment` for comments queued together: one read, one call into the
     model and the memory, one transaction for all the verdicts and deliveries.
@@ -399,7 +426,10 @@ def score_stored_comments(
     """
 
     def one_by_one() -> list[ScoreOutcome]:
-        return [score_stored_comment(sessions, i, model, claim_first, memory) for i in comment_ids]
+        return [
+            score_stored_comment(sessions, i, model, claim_first, memory, adapters)
+            for i in comment_ids
+        ]
 
     if len(comment_ids) == 1:
         return one_by_one()
@@ -420,9 +450,20 @@ def score_stored_comments(
         if len(todo) < len(comment_ids):  # missing, repeated or scored already: one by one
             session.rollback()
             return one_by_one()
-        limits = [SiteThresholds.of(row.site).effective(model.thresholds) for row in todo]
+        learned = [
+            adapters.get(session, row.site_id) if adapters is not None else None for row in todo
+        ]
+        limits = [
+            SiteThresholds.of(row.site, own.thresholds if own else None).effective(model.thresholds)
+            for row, own in zip(todo, learned, strict=True)
+        ]
         verdicts = compute_verdicts(
-            todo, model, memory, [row.site.account_id for row in todo], limits
+            todo,
+            model,
+            memory,
+            [row.site.account_id for row in todo],
+            limits,
+            adapters=[own.adapter if own else None for own in learned],
         )
         deliveries = [_new_delivery(row) for row in todo]
         claims: list[Claim | None] = []

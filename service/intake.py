@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from classifier.adapter import SiteAdapter
 from service import tables
+from service.learning import AdapterCache, Learned
 from service.schemas import CommentIn
 from service.site_thresholds import SiteThresholds
 from service.writes import transient
@@ -56,6 +58,7 @@ class SiteRef:
     id: int
     url: str
     thresholds: SiteThresholds = field(default_factory=SiteThresholds)
+    adapter: SiteAdapter | None = None  # what the site's labels taught (service/learning.py)
 
 
 class SiteCache:
@@ -80,6 +83,9 @@ class SiteCache:
         self.max_sites = max_sites
         self._clock = clock
         self._sites: dict[tuple[int, str], tuple[float, SiteRef]] = {}
+        # Read with the site, and as often: a site's new adapter takes effect as a threshold
+        # change does.
+        self.adapters = AdapterCache(ttl_seconds, clock)
 
     def get(self, account_id: int, url: str) -> SiteRef | None:
         entry = self._sites.get((account_id, url))
@@ -96,8 +102,10 @@ class SiteCache:
         self._sites.pop((account_id, url), None)
 
 
-def site_ref(row: tables.Site) -> SiteRef:
-    return SiteRef(row.id, row.url, SiteThresholds.of(row))
+def site_ref(row: tables.Site, learned: Learned | None = None) -> SiteRef:
+    if learned is None:
+        return SiteRef(row.id, row.url, SiteThresholds.of(row))
+    return SiteRef(row.id, row.url, SiteThresholds.of(row, learned.thresholds), learned.adapter)
 
 
 def resolve_site(session: Session, cache: SiteCache, account_id: int, blog: str) -> SiteRef:
@@ -106,7 +114,8 @@ def resolve_site(session: Session, cache: SiteCache, account_id: int, blog: str)
     url = normalise_site_url(blog)
     site = cache.get(account_id, url)
     if site is None:
-        site = site_ref(get_or_create_site(session, account_id, url, cache.max_sites))
+        row = get_or_create_site(session, account_id, url, cache.max_sites)
+        site = site_ref(row, cache.adapters.get(session, row.id))
         # Committed before it is cached: a site created in a transaction that then failed
         # must not be handed to later requests (their comments would name no site).
         session.commit()

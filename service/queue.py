@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -34,6 +35,9 @@ RETRAIN_QUEUE = "commentguard.retraining"
 RETRAIN_TASK = "commentguard.retrain_model"
 RETRAIN_CHECK_TASK = "commentguard.retrain_if_due"
 PURGE_TASK = "commentguard.purge_expired"
+ADAPT_TASK = "commentguard.adapt_site"
+# Set while a site's refit is queued and not yet started: a burst of labels queues one.
+ADAPT_PENDING_KEY = "commentguard:adapt-pending:{}"
 
 
 class BrokerNotConfigured(RuntimeError):
@@ -83,6 +87,7 @@ def make_celery(settings: Settings) -> Celery:
             SCORE_BATCH_TASK: {"queue": SCORING_QUEUE},
             SWEEP_TASK: {"queue": SCORING_QUEUE},
             PURGE_TASK: {"queue": SCORING_QUEUE},
+            ADAPT_TASK: {"queue": SCORING_QUEUE},
             DELIVER_TASK: {"queue": CALLBACKS_QUEUE},
             RETRAIN_TASK: {"queue": RETRAIN_QUEUE},
             RETRAIN_CHECK_TASK: {"queue": RETRAIN_QUEUE},
@@ -208,6 +213,21 @@ class TaskQueue:
     def deliver(self, delivery_id: uuid.UUID, countdown: float | None = None) -> bool:
         """Queue `deliver_callback`; False (logged) if Redis is unreachable."""
         return self._send(DELIVER_TASK, str(delivery_id), countdown=countdown)
+
+    def adapt(self, site_id: int) -> bool:
+        """Queue `adapt_site` unless one is queued and not yet started for that site (it
+        will read the labels given meanwhile); False (logged) if Redis is unreachable."""
+        try:
+            if not self._redis.set(ADAPT_PENDING_KEY.format(site_id), 1, nx=True, ex=300):
+                return True
+        except redis.RedisError as exc:
+            log.warning("could not queue the refit of site %s: %s", site_id, exc)
+            return False
+        if self._send(ADAPT_TASK, site_id):
+            return True
+        with contextlib.suppress(redis.RedisError):  # the next label tries again
+            self._redis.delete(ADAPT_PENDING_KEY.format(site_id))
+        return False
 
     def retrain(self, run_id: str, trigger: str = "api") -> None:
         """Queue `retrain_model` for a run already recorded as queued; raises if Redis is

@@ -14,7 +14,7 @@ import fcntl
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 from sqlalchemy import func, select
@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from service import tables
 from service.db import SessionFactory
 from service.engine import to_record
+from service.learning import newest_labels
 from service.settings import Settings
 from training.corpora import load_bundled
 from training.gate import GateParams
@@ -52,23 +53,10 @@ class RetrainBusy(RuntimeError):
     """Another retrain holds the lock."""
 
 
-def _newest_labels() -> Any:
-    newest = (
-        select(func.max(tables.Label.id).label("id")).group_by(tables.Label.comment_id).subquery()
-    )
-    return (
-        select(tables.Label, tables.Comment)
-        .join(newest, newest.c.id == tables.Label.id)
-        .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
-        .where(tables.Comment.is_test.is_(False))
-        .order_by(tables.Label.created_at, tables.Label.id)
-    )
-
-
 def load_labels(sessions: SessionFactory, until: datetime | None = None) -> list[LabelRecord]:
     """Every comment's newest label (test traffic excluded), as plain records; with `until`,
     only labels given before it."""
-    query = _newest_labels()
+    query = newest_labels()
     if until is not None:
         query = query.where(tables.Label.created_at <= until)
     with sessions() as session:
@@ -127,6 +115,7 @@ def params_from(settings: Settings) -> RetrainParams:
         label_weight=settings.retrain_label_weight,
         min_site_labels_per_class=settings.retrain_min_site_labels_per_class,
         min_site_threshold_labels=settings.retrain_min_site_threshold_labels,
+        train_on_labels=settings.retrain_shared_labels,
         gate=GateParams(mcc_tolerance=settings.retrain_mcc_tolerance),
     )
 

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=60, ge=1)
     callback_worker_threads: int = Field(default=16, ge=1)
 
+    # --- per-site learning (service/learning.py, classifier/adapter.py) ---
+    # Regularisation of a site's own weights (larger: more labels before they count) and of
+    # its recalibration of the shared model's score (larger: closer to the shared model).
+    adapt_l2: float = Field(default=0.3, gt=0)
+    adapt_prior: float = Field(default=3.0, gt=0)
+    # Labels per class (spam AND ham) a site needs before its adapter chooses the site's own
+    # thresholds (on its labels' cross-validated scores); 0: the shared model's thresholds.
+    adapt_min_site_threshold_labels: int = Field(default=20, ge=0)
+
     # --- retraining (service/retraining.py, training/retrain.py) ---
     # Cron string (minute hour day-of-month month day-of-week, UTC) of the scheduled retrain.
     retrain_cron: str = "0 3 * * *"
@@ -67,6 +76,11 @@ class Settings(BaseSettings):
     # 50: a site's first labels count soon (a retrain takes seconds at that size); in the
     # offline replays 50 beat 100 (YouTube F1 0.930 vs 0.890 at label weight 10).
     retrain_label_count: int = Field(default=50, ge=1)
+    # Whether the shared model also trains on the sites' labels. Off by default: the shared
+    # model serves every account, and one account's labels must not move another's verdicts
+    # (docs/learning.md); each site learns from its own labels through its adapter instead.
+    # Turn it on only where every account is trusted alike (one organisation's sites).
+    retrain_shared_labels: bool = False
     retrain_check_interval_seconds: float = Field(default=300.0, gt=0)
     # Bundled corpora trained on beside the labels (comma-separated names).
     retrain_corpora: Annotated[list[str], NoDecode] = Field(

@@ -36,11 +36,14 @@ class SiteThresholds:
     # The site's key in the model (`Comment.site`: its database id): a model retrained on the
     # site's labels may carry thresholds learned for it, which stand in for the model's.
     key: str = field(default="", compare=False)
+    # Thresholds the site's adapter learned from its labels (service/learning.py): they stand
+    # in for the model's, and the site's own values still win over them.
+    learned: Thresholds | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, site: tables.Site) -> SiteThresholds:
+    def of(cls, site: tables.Site, learned: Thresholds | None = None) -> SiteThresholds:
         key = str(site.id) if site.id is not None else ""
-        return cls(site.threshold_unsure, site.threshold_spam, site.threshold_discard, key)
+        return cls(site.threshold_unsure, site.threshold_spam, site.threshold_discard, key, learned)
 
     @property
     def is_default(self) -> bool:
@@ -86,7 +89,7 @@ class SiteThresholds:
     def effective(self, model: Thresholds) -> Thresholds:
         """The thresholds to decide with: the site's values, the model's (those it learned for
         this site, if any) clamped around them."""
-        model = model.for_site(self.key)
+        model = self.learned if self.learned is not None else model.for_site(self.key)
         if self.is_default:
             return model
         own = self.values()

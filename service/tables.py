@@ -25,6 +25,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -131,6 +132,30 @@ class Site(Base):
     threshold_unsure: Mapped[float | None] = mapped_column(Float, default=None)
     threshold_spam: Mapped[float | None] = mapped_column(Float, default=None)
     threshold_discard: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class SiteAdapter(Base):
+    """A site's own correction to the shared model, learned from its labels alone
+    (`classifier.adapter`; `service/learning.py` fits it). One row per site, replaced whole on
+    every refit; `version` grows by one each time, so a process sees a refit by reading it."""
+
+    __tablename__ = "site_adapters"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    base_version: Mapped[str] = mapped_column(String(64), default="")
+    # classifier.adapter.SiteAdapter.to_bytes(): numpy arrays, no pickle.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    n_spam: Mapped[int] = mapped_column(Integer, default=0)
+    n_ham: Mapped[int] = mapped_column(Integer, default=0)
+    # The labels it was fitted on ("<count>:<newest label id>"): a refit of the same labels
+    # is skipped, so the task is safe to run twice.
+    labels_seen: Mapped[str] = mapped_column(String(64), default="")
+    # Thresholds chosen for the site on its labels' cross-validated scores; null: the model's.
+    thresholds: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    fitted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Comment(Base):

@@ -6,6 +6,7 @@ worker died, or re-queued by the sweep, does no harm.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import redis
 from celery import Task, shared_task
 from celery.signals import worker_process_init
 from sqlalchemy import Engine
@@ -35,9 +37,12 @@ from service.callbacks import (
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comments
 from service.labels import label_id_of, render_label_callback
+from service.learning import AdapterCache, adapter_params, fit_site
 from service.memory import NearDuplicateMemory
 from service.privacy import purge_expired
 from service.queue import (
+    ADAPT_PENDING_KEY,
+    ADAPT_TASK,
     DELIVER_TASK,
     PURGE_TASK,
     RETRAIN_CHECK_TASK,
@@ -66,6 +71,7 @@ class WorkerContext:
     senders: ThreadPoolExecutor  # each sends a batch's first attempts, then records them
     posters: ThreadPoolExecutor  # the HTTP POSTs themselves, in parallel
     memory: NearDuplicateMemory | None = None  # near-duplicates of labelled comments
+    adapters: AdapterCache | None = None  # what each site's labels taught
 
 
 _settings: Settings | None = None
@@ -105,6 +111,7 @@ def context() -> WorkerContext:
                 senders,
                 posters,
                 NearDuplicateMemory.from_settings(_settings),
+                AdapterCache(_settings.site_cache_seconds),
             )
         return _context
 
@@ -168,6 +175,7 @@ def _score(self: Task, comment_ids: list[str], request_ids: list[str | None]) ->
             ctx.models.current,
             partial(_claim_first, ctx) if threads_free else None,
             ctx.memory,
+            ctx.adapters,
         )
     except OperationalError as exc:  # database briefly unavailable
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
@@ -293,6 +301,30 @@ def retrain_check(self: Task) -> None:
     """Retrain if enough labels arrived since the last run."""
     ctx = context()
     retrain_if_due(ctx.settings, ctx.sessions)
+
+
+@shared_task(bind=True, name=ADAPT_TASK, acks_late=True, max_retries=5)
+def adapt_site(self: Task, site_id: int) -> None:
+    """Refit a site's adapter on its labels (service/learning.py); a no-op if nothing changed."""
+    ctx = context()
+    if ctx.settings.redis_url:
+        # Labels given from now on queue another refit: this one may not read them.
+        with contextlib.suppress(redis.RedisError):
+            client = redis.Redis.from_url(ctx.settings.redis_url, socket_timeout=2)
+            client.delete(ADAPT_PENDING_KEY.format(site_id))
+            client.close()
+    ctx.models.reload_if_changed()
+    try:
+        with ctx.sessions() as session:
+            fit_site(
+                session,
+                ctx.models.current,
+                int(site_id),
+                adapter_params(ctx.settings),
+                ctx.settings.adapt_min_site_threshold_labels,
+            )
+    except OperationalError as exc:
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
 
 
 @shared_task(bind=True, name=PURGE_TASK, acks_late=True)

@@ -67,7 +67,7 @@ from training.corpora import GATE_VALIDATION_SHARE, Example, split_corpus
 from training.gate import GateDecision, GateParams, decide
 from training.metrics import classification_metrics
 from training.site_thresholds import learn_all
-from training.train import choose_thresholds
+from training.train import choose_thresholds, fit_unseen
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,11 @@ class RetrainParams:
     # Per-site thresholds (training/site_thresholds.py): a site with this many spam AND ham
     # labels among the scores its thresholds are chosen on gets its own; 0 turns them off.
     min_site_threshold_labels: int = 20
+    # Whether the labels are trained on at all. Off by default: the shared model serves every
+    # site, and one account's labels must not move another's verdicts; each site learns from
+    # its own labels through its adapter (training/site_learning.py). Off, every label is
+    # unseen, so all of them are the gate's label set.
+    train_on_labels: bool = False
     model: dict[str, Any] = field(default_factory=dict)  # classifier.pipeline parameters
     gate: GateParams = field(default_factory=GateParams)
     activate: bool = True  # activate a promoted candidate
@@ -245,7 +250,10 @@ def retrain(
     active = active or active_version(models_dir)
 
     corpus_train, corpus_val = split_corpus(corpus, p.validation_share)
-    label_train, holdout = split_labels(labels, p.holdout_share, p.min_holdout_labels)
+    if p.train_on_labels:
+        label_train, holdout = split_labels(labels, p.holdout_share, p.min_holdout_labels)
+    else:
+        label_train, holdout = [], sorted(labels, key=lambda r: (r.created_at, r.comment_id))
     sites = learned_sites(label_train, p.min_site_labels_per_class)
     train_comments = [e.comment for e in corpus_train] + [r.comment for r in label_train]
     y = np.array([e.label for e in corpus_train] + [r.label for r in label_train])
@@ -256,22 +264,38 @@ def retrain(
         raise ValueError("retraining needs both spam and ham examples")
     model_params = {**DEFAULT_PARAMS, **p.model, "seed": p.seed, "sites": tuple(sites)}
     step(f"fitting on {len(y)} comments ({len(label_train)} labels, {len(sites)} sites)", 0.05)
-    pipeline, calibration_rows, unseen = fit_candidate_scored(
-        to_frame(train_comments), y, weights, model_params, p
-    )
-    fitted_at = time.perf_counter()
-
-    step("choosing thresholds on the corpus validation split", 0.7)
     val_comments = [e.comment for e in corpus_val]
     val_labels = [e.label for e in corpus_val]
-    provisional = LoadedModel(run_id, pipeline, choose_thresholds(np.array([0, 1]), np.zeros(2)))
-    val_scores = provisional.probabilities(val_comments)
-    thresholds = choose_thresholds(np.array(val_labels), val_scores)
+    if p.train_on_labels:
+        pipeline, calibration_rows, unseen = fit_candidate_scored(
+            to_frame(train_comments), y, weights, model_params, p
+        )
+        provisional = LoadedModel(
+            run_id, pipeline, choose_thresholds(np.array([0, 1]), np.zeros(2))
+        )
+        val_scores = provisional.probabilities(val_comments)
+        step("choosing thresholds on the corpus validation split", 0.7)
+        thresholds = choose_thresholds(np.array(val_labels), val_scores)
+    else:
+        # As `commentguard train` does: calibrated and thresholded on each corpus's comments
+        # as scored by a model that never saw that corpus.
+        fitted = fit_unseen(
+            to_frame(train_comments),
+            y,
+            [e.corpus for e in corpus_train],
+            model_params,
+            report=lambda message, fraction: step(message, 0.05 + 0.6 * fraction),
+        )
+        pipeline, calibration_rows, unseen = fitted.pipeline, np.zeros(0, np.int64), np.zeros(0)
+        thresholds = choose_thresholds(fitted.labels, fitted.unseen_scores, domains=fitted.domains)
+        provisional = LoadedModel(run_id, pipeline, thresholds)
+        val_scores = provisional.probabilities(val_comments)
+    fitted_at = time.perf_counter()
     holdout_comments = [r.comment for r in holdout]
     holdout_labels = [r.label for r in holdout]
     holdout_scores = provisional.probabilities(holdout_comments) if holdout else np.zeros(0)
     site_thresholds: dict[str, Thresholds] = {}
-    if p.min_site_threshold_labels > 0:
+    if p.train_on_labels and p.min_site_threshold_labels > 0:
         site_thresholds = _learn_site_thresholds(
             label_train, holdout, calibration_rows - len(corpus_train), unseen, holdout_scores,
             labels, published or {}, p.min_site_threshold_labels,

@@ -59,6 +59,9 @@ def settings(
         data_dir=tmp_path_factory.mktemp("var"),
         retrain_corpora=["youtube"],
         retrain_label_count=LABEL_COUNT,
+        # These tests are about the shared model learning from labels, which an installation
+        # whose accounts are all trusted alike may turn on.
+        retrain_shared_labels=True,
         retrain_check_interval_seconds=1.0,
         retrain_soft_time_limit_seconds=600,
         retrain_time_limit_seconds=900,

@@ -33,6 +33,8 @@ from training.retrain import (
 from training.train import train
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
+# Retrains that learn from the labels (an installation that trusts every account alike).
+SHARED = RetrainParams(train_on_labels=True)
 
 
 def _m(mcc: float, fpr: float, n: int = 100, spam: int = 50) -> dict[str, float]:
@@ -159,7 +161,7 @@ def test_retrain_promotes_better_candidate_and_records_run(
     weak_models: Path, corpus: list[Example]
 ) -> None:
     before = active_version(weak_models)
-    result = retrain(corpus[:700], _labels(corpus[700:1000]), weak_models, now=START)
+    result = retrain(corpus[:700], _labels(corpus[700:1000]), weak_models, params=SHARED, now=START)
     assert result.promoted and result.activated, result.decision.reasons
     assert active_version(weak_models) == result.version
     assert result.previous_active == before
@@ -186,7 +188,7 @@ def test_retrain_rejects_candidate_trained_on_flipped_labels(
     before = active_version(weak_models)
     # The labels' holdout is flipped too, so only the corpus validation can tell.
     flipped = _labels(corpus[700:1300], flip=True)
-    result = retrain(corpus[:700], flipped, weak_models, now=START)
+    result = retrain(corpus[:700], flipped, weak_models, params=SHARED, now=START)
     assert not result.promoted and not result.activated
     assert active_version(weak_models) == before
     assert status_of(weak_models, result.version) is Status.REJECTED
@@ -232,7 +234,7 @@ def test_retrain_learns_site_pattern_without_changing_other_sites(
     before = load_model(weak_models)
     before_scores = {s: float(before.probabilities([Comment(probe, site=s)])[0]) for s in "ABC"}
     assert all(score < before.thresholds.spam for score in before_scores.values())
-    params = RetrainParams(min_holdout_labels=10**6, activate=False)
+    params = RetrainParams(min_holdout_labels=10**6, activate=False, train_on_labels=True)
     result = retrain(corpus[:700], labels, weak_models, params=params, now=START)
     assert result.record["sites"] == ["A", "B"]
     after = load_model(weak_models, result.version)
@@ -257,7 +259,10 @@ def test_retrain_learns_site_pattern_without_changing_other_sites(
         labels,
         weak_models,
         params=RetrainParams(
-            min_holdout_labels=10**6, activate=False, min_site_labels_per_class=10**6
+            train_on_labels=True,
+            min_holdout_labels=10**6,
+            activate=False,
+            min_site_labels_per_class=10**6,
         ),
         now=START,
     )
@@ -286,7 +291,7 @@ def test_retrain_learns_thresholds_for_a_site_with_enough_labels(
     weak_models: Path, corpus: list[Example]
 ) -> None:
     labels = _labels(corpus[700:1300], site="S")
-    params = RetrainParams(activate=False)
+    params = RetrainParams(activate=False, train_on_labels=True)
     result = retrain(corpus[:700], labels, weak_models, params=params, now=START, published={})
     learned = result.record["candidate"]["site_thresholds"]
     assert set(learned) == {"S"}, learned
@@ -297,7 +302,25 @@ def test_retrain_learns_thresholds_for_a_site_with_enough_labels(
         model.thresholds.for_site("elsewhere").to_dict() == result.record["candidate"]["thresholds"]
     )
     # Off: every site decides with the model's thresholds.
-    off = RetrainParams(activate=False, min_site_threshold_labels=0)
+    off = RetrainParams(activate=False, min_site_threshold_labels=0, train_on_labels=True)
     plain = retrain(corpus[:700], labels, weak_models, params=off, now=START)
     assert plain.record["candidate"]["site_thresholds"] == {}
     assert load_model(weak_models, plain.version).thresholds.sites == {}
+
+
+def test_retrain_by_default_learns_nothing_from_labels(
+    weak_models: Path, corpus: list[Example]
+) -> None:
+    """The shared model serves every account: whatever the labels say, a default retrain
+    makes the same model (they only measure it, as the gate's label set)."""
+    params = RetrainParams(activate=False)
+    honest = retrain(corpus[:500], _labels(corpus[700:900]), weak_models, params=params, now=START)
+    flipped = retrain(
+        corpus[:500], _labels(corpus[700:900], flip=True), weak_models, params=params, now=START
+    )
+    assert honest.record["data"]["labels_train"] == 0
+    assert honest.record["data"]["labels_holdout"] == 200
+    comments = [e.comment for e in corpus[1000:1050]]
+    a = load_model(weak_models, honest.version).probabilities(comments)
+    b = load_model(weak_models, flipped.version).probabilities(comments)
+    assert a.tolist() == b.tolist()
