@@ -58,6 +58,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="main", help="the revision to compare with (A)")
     parser.add_argument(
+        "--source", type=Path, help="B's code from this folder instead of this checkout"
+    )
+    parser.add_argument(
         "--concurrency",
         type=lambda text: [int(x) for x in text.split(",")],
         default=[8, 32],
@@ -90,7 +93,11 @@ def main() -> None:
         (folder / "b").mkdir()
         with (
             running_commentguard(folder / "a", models_dir, source=base) as (a_port, a_key, a_pid),
-            running_commentguard(folder / "b", models_dir) as (b_port, b_key, b_pid),
+            running_commentguard(folder / "b", models_dir, source=args.source) as (
+                b_port,
+                b_key,
+                b_pid,
+            ),
         ):
             filters = [
                 Filter(
@@ -103,7 +110,7 @@ def main() -> None:
                     [a_pid],
                 ),
                 Filter(
-                    "B (this checkout)",
+                    f"B ({args.source or 'this checkout'})",
                     b_port,
                     "/v1/check",
                     {"Authorization": f"Bearer {b_key}", "Content-Type": "application/json"},

@@ -17,7 +17,7 @@ after its answer, so its client connects again for each comment). Phases alterna
 the filters, in rounds, so that both see the same machine; CPU per comment counts the filter's
 own processes only (Rspamd's and its Redis; serve and everything it starts).
 
-    .venv/bin/python bench/peers.py                         # about 4 minutes; writes the docs
+    .venv/bin/python bench/peers.py                         # 5-6 minutes; writes the docs
     .venv/bin/python bench/peers.py --seconds 4 --rounds 1 --no-write
 """
 
@@ -315,9 +315,9 @@ def wait_idle(pids: list[int], quiet_ms: float = 50, timeout: float = 120) -> No
         last = now
 
 
-async def learn_rspamd(controller: int, examples: list[Any]) -> dict[str, int]:
-    """Teach Rspamd's Bayes every training comment; how many it learned and refused."""
-    counts = {"learned": 0, "refused": 0}
+async def learn_rspamd(controller: int, examples: list[Any]) -> dict[str, Any]:
+    """Teach Rspamd's Bayes every training comment; how many it learned and refused, and why."""
+    counts: dict[str, Any] = {"learned": 0, "refused": 0, "why": {}}
     queue = list(enumerate(examples))
 
     async def worker() -> None:
@@ -325,8 +325,16 @@ async def learn_rspamd(controller: int, examples: list[Any]) -> dict[str, int]:
         while queue:
             n, example = queue.pop()
             path = "/learnspam" if example.label == 1 else "/learnham"
-            status, _ = await client.post(path, message(example, n))
-            counts["learned" if status == 200 else "refused"] += 1
+            status, answer = await client.post(path, message(example, n))
+            if status == 200:
+                counts["learned"] += 1
+                continue
+            counts["refused"] += 1
+            try:
+                why = str(json.loads(answer).get("error", answer[:80]))
+            except ValueError:
+                why = answer[:80].decode(errors="replace")
+            counts["why"][why] = counts["why"].get(why, 0) + 1
         client.close()
 
     await asyncio.gather(*(worker() for _ in range(4)))
@@ -500,6 +508,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 def report(args: argparse.Namespace, facts: dict[str, Any]) -> str:
     quality, speed = facts["quality"], facts["speed"]
     names = list(quality)
+    refusals = "; ".join(f"{n}: {why}" for why, n in facts["rspamd_learns"]["why"].items())
     lines = [
         "## Beside Rspamd",
         "",
@@ -511,7 +520,8 @@ def report(args: argparse.Namespace, facts: dict[str, Any]) -> str:
         f"spam). Rspamd {facts['rspamd_version']} from Debian (stock rules with the modules that "
         "reach the network off; Bayes in a private Redis, "
         f"{facts['rspamd_learns']['learned']} comments learned, "
-        f"{facts['rspamd_learns']['refused']} refused; `POST /checkv2`, spam at `add header` or "
+        f"{facts['rspamd_learns']['refused']} refused ({refusals}); `POST /checkv2`, spam at "
+        "`add header` or "
         "above) against `commentguard serve --api-workers 2` (embedded Redis, SQLite, rate limits "
         f"on; `POST /v1/check`, spam at `spam` or `discard`; trained in "
         f"{facts['train_seconds']:.0f} s). Same client (asyncio, one connection per slot), "
