@@ -43,5 +43,9 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/classifier.py
 
+# commentguard beside Rspamd on the same comments and machine (installs Rspamd when missing).
+peers: $(STAMP)
+	$(BIN)/python bench/peers.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
