@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install browser wordpress lint typecheck bench clean
+.PHONY: run test install browser wordpress lint typecheck bench peers clean
 
 run: $(STAMP)
 	$(BIN)/commentguard serve
