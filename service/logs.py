@@ -96,8 +96,21 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
+# Line breaks and other control characters, which a request could use to forge log lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: each control character written as its escape (\\n, \\x1b …)."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
 class TextFormatter(logging.Formatter):
-    """Plain lines with the request id in brackets ("-" when none is bound)."""
+    """Plain lines with the request id in brackets ("-" when none is bound).
+
+    A message is kept on its line (control characters escaped), so that what a request sent
+    (a path with `%0a` in it) cannot start a line of its own; a traceback still follows on
+    lines of its own."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
@@ -106,6 +119,10 @@ class TextFormatter(logging.Formatter):
         if getattr(record, "request_id", None) is None:
             record.request_id = "-"
         return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
 
 def configure_logging(settings: Settings) -> None:

@@ -529,6 +529,10 @@ PRIVATE_CALLBACKS = [
     "http://[::1]/hook",
     "http://[::ffff:10.0.0.1]/hook",
     "http://[fd00::1]/hook",
+    "http://[64:ff9b::7f00:1]/hook",
+    "http://[2002:7f00:1::]/hook",
+    "http://[::127.0.0.1]/hook",
+    "http://[::ffff:127.0.0.1]/hook",
     "file:///etc/passwd",
 ]
 

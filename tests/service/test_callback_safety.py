@@ -30,6 +30,36 @@ def test_refuse_callback_host_resolving_to_non_public_address(address: str) -> N
         check_callback_url("https://hooks.example.com/x", [], resolver=fixed(address))
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 of 169.254.169.254
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+        "::127.0.0.1",  # IPv4-compatible
+        "::10.0.0.1",
+        "::ffff:10.0.0.1",  # IPv4-mapped
+        "::ffff:169.254.169.254",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+    ],
+)
+def test_refuse_an_ipv6_address_that_embeds_a_private_ipv4_one(address: str) -> None:
+    with pytest.raises(UnsafeCallbackURL, match="COMMENTGUARD_CALLBACK_ALLOWED_HOSTS"):
+        check_callback_url("https://hooks.example.com/x", [], resolver=fixed(address))
+    literal = f"http://[{address}]/hook"  # an address in the URL itself is checked the same
+    with pytest.raises(UnsafeCallbackURL):
+        check_callback_url(literal, [])
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::5db8:d822", "2002:5db8:d822::1"])
+def test_accept_an_ipv6_address_that_embeds_a_public_ipv4_one(address: str) -> None:
+    # 93.184.216.34 behind NAT64 or 6to4 is as public as 93.184.216.34.
+    target = check_callback_url("https://x.example/", [], resolver=fixed(address))
+    assert target.address == address
+
+
 def test_refuse_host_when_any_address_is_private() -> None:
     with pytest.raises(UnsafeCallbackURL):
         check_callback_url("https://x.example/", [], resolver=fixed("93.184.216.34", "10.0.0.1"))

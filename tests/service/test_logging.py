@@ -176,3 +176,33 @@ def test_format_exceptions_and_text_lines() -> None:
     assert text.format(record).endswith("INFO x [-]: plain line")
     assert make_settings(environment="local").json_logs is False
     assert make_settings(environment="local", log_format="json").json_logs is True
+
+
+def test_keep_a_request_path_with_line_breaks_on_its_line_in_text_logs(
+    settings: Settings, tmp_path: Path
+) -> None:
+    text_settings = settings.model_copy(
+        update={"log_format": "text", "log_file": tmp_path / "text.log"}
+    )
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure_logging(text_settings)
+    forged = "2026-12-02 00:00:00,000 WARNING service.auth [-]: admin logged in"
+    try:
+        with serve_app(text_settings) as url:
+            path = "/v1/nothing%0a" + forged.replace(" ", "%20") + "%0d%0a%1b[2J"
+            response = httpx.get(url + path, timeout=10)
+            assert response.status_code in (401, 404)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    lines = (tmp_path / "text.log").read_text().splitlines()
+    access = [line for line in lines if "commentguard.access" in line and "/v1/nothing" in line]
+    assert len(access) == 1, lines
+    assert "\\n2026-12-02 00:00:00,000 WARNING service.auth" in access[0]
+    assert "\\x1b[2J" in access[0]
+    assert not any(line.startswith(forged) for line in lines), "no line of the request's own"

@@ -190,6 +190,40 @@ def test_refuse_bad_queue_parameters(client: TestClient, admin: User) -> None:
         assert response.json()["error"]["code"] in ("invalid_cursor", "validation_error")
 
 
+def test_refuse_a_bad_cursor_without_echoing_what_failed_inside(
+    client: TestClient, admin: User
+) -> None:
+    import base64
+
+    def encoded(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    cursors = [
+        "not-a-cursor",  # not base64 of anything
+        encoded(b"{not json"),
+        encoded(b'[1e999999, "x"]'),  # a float, then no UUID
+        encoded(b'["0001-01-01T00:00:00+14:00", "00000000-0000-0000-0000-000000000000"]'),
+        encoded(b"[" * 100_000),
+    ]
+    messages = set()
+    for order in ("uncertainty", "newest"):
+        for cursor in cursors:
+            response = client.get(
+                "/v1/moderation/queue",
+                params={"cursor": cursor[:1000], "order": order},
+                headers=admin.headers,
+            )
+            assert response.status_code == 422, response.text
+            error = response.json()["error"]
+            assert error["code"] in ("invalid_cursor", "validation_error")
+            messages.add(response.text.replace(cursor[:1000], ""))
+    # One answer whatever went wrong: nothing of a decoder's or parser's own words.
+    invalid = {m for m in messages if "invalid_cursor" in m}
+    assert len(invalid) == 1, invalid
+    for word in ("base64", "Expecting", "padding", "badly formed", "Invalid isoformat", "line 1"):
+        assert word not in next(iter(invalid)), invalid
+
+
 # --- labels and their audit --------------------------------------------------------------
 
 
