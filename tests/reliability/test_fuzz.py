@@ -712,6 +712,9 @@ CONTENT_TYPES = [
     "application/x-www-form-urlencoded; charset=iso-8859-1",
     "application/x-www-form-urlencoded; charset=utf-16",
     "application/x-www-form-urlencoded; charset=x-no-such-charset",
+    "application/x-www-form-urlencoded; charset=idna",
+    "application/x-www-form-urlencoded; charset=punycode",
+    "application/x-www-form-urlencoded; charset=undefined",
     "application/x-www-form-urlencoded; charset=rot13",
     "application/x-www-form-urlencoded; charset=utf-16-be",
     "application/x-www-form-urlencoded; charset=",
@@ -726,7 +729,7 @@ ENCODINGS = ["utf-8", "latin-1", "utf-16", "cp1252", "raw"]
 # Field values that once made a 500: charsets Python decodes oddly or not at all (as
 # `blog_charset`), times at datetime's edges (as `comment_date_gmt`), huge numbers.
 AKISMET_EDGES = [
-    "rot13", "utf-16", "base64", "zlib", "utf-7", "utf-32", "x-no-such",
+    "idna", "punycode", "undefined", "rot13", "utf-16", "base64", "zlib",
     "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0000-00-00 00:00:00",
     str(2**63), str(-(2**63) - 1), "1e999",
 ]  # fmt: skip
