@@ -102,7 +102,9 @@ def _understood(
         return None
     try:
         return account_id, schema.model_validate(json.loads(body))
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError included
+    except (ValueError, ValidationError, RecursionError):
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError is a body
+        # nested too deep for json.loads. The app answers each (400 or 422).
         return None
 
 

@@ -29,26 +29,31 @@ def _in_utc(value: datetime) -> datetime:
 UtcDateTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
+MAX_NESTING = 32
+
+
 def check_text(value: Any) -> Any:
     """Refuse what no database stores as text or JSON: NUL (PostgreSQL), lone surrogates (not
-    UTF-8), NaN and infinities (not JSON); nested lists and dicts are checked too."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError("must not contain lone surrogates (not UTF-8)") from exc
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_text(key)
-            check_text(item)
-    elif isinstance(value, list):
-        for item in value:
-            check_text(item)
+    UTF-8), NaN and infinities (not JSON), and lists or dicts nested deeper than MAX_NESTING
+    (which would take the JSON encoder past Python's recursion limit)."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("must be a finite number")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("must not contain NUL characters")
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise ValueError("must not contain lone surrogates (not UTF-8)") from exc
+        elif isinstance(item, dict | list):
+            if depth >= MAX_NESTING:
+                raise ValueError(f"must not be nested more than {MAX_NESTING} levels deep")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
     return value
 
 
