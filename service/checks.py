@@ -21,7 +21,14 @@ from service import tables
 from service.batching import Item
 from service.deps import Services
 from service.engine import Scored, attach, compute_verdicts, score_ahead, score_into
-from service.intake import SiteRef, new_comment, normalise_site_url, resolve_site, store_comment
+from service.intake import (
+    SiteRef,
+    check_resubmission,
+    new_comment,
+    normalise_site_url,
+    resolve_site,
+    store_comment,
+)
 from service.schemas import CheckIn, CommentOut
 from service.writes import insert_many
 
@@ -143,6 +150,8 @@ def check_one(
         return CommentOut.from_row(fresh, site.url)
     fresh.status = tables.CommentStatus.PENDING
     comment, created = store_comment(session, fresh)
+    if not created:
+        check_resubmission(comment, fresh)
     if created:
         attach(session, comment, verdict)
     elif comment.verdict is None:

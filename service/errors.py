@@ -72,7 +72,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     text = {
         401: "Missing or unknown API key",
         404: "Not found (or not this account's)",
-        409: "Conflict with the current state (e.g. a model artifact that fails verification)",
+        409: "Conflict with the current state (an external_id already naming another comment, "
+        "a model artifact that fails verification): details name what it conflicts with",
         413: "Content or request body too large",
         422: "Malformed JSON or invalid fields (details lists each field error)",
         429: "Rate limit reached for the API key or client IP (see Retry-After)",
@@ -94,7 +95,15 @@ def install(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
         ]
-        return error_response(422, "validation_error", "the request is not valid", details)
+        unknown = [
+            str(e["loc"][-1])
+            for e in exc.errors()
+            if e.get("type") == "extra_forbidden" and e["loc"]
+        ]
+        message = "the request is not valid"
+        if unknown:
+            message += f": unknown field {', '.join(map(repr, unknown))}"
+        return error_response(422, "validation_error", message, details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from classifier.adapter import SiteAdapter
 from service import tables
 from service.learning import AdapterCache, Learned
+from service.errors import ApiError
 from service.schemas import CommentIn
 from service.site_thresholds import SiteThresholds
 from service.writes import transient
@@ -40,7 +41,10 @@ def normalise_site_url(blog: str) -> str:
     blog = blog.strip()
     if not blog:
         return DEFAULT_SITE
-    parts = urlsplit(blog if "://" in blog else f"http://{blog}")
+    try:
+        parts = urlsplit(blog if "://" in blog else f"http://{blog}")
+    except ValueError:  # such as an unclosed "[": not a URL, but still a name for the site
+        return blog.rstrip("/").lower()
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     try:
@@ -186,7 +190,7 @@ def new_comment(
         blog_lang=body.blog_lang,
         user_role=body.user_role,
         honeypot=body.honeypot,
-        extra=body.all_extra(),
+        extra=body.extra,
         received_at=tables.utcnow(),
         verdict=None,
     )
@@ -213,3 +217,29 @@ def store_comment(session: Session, comment: tables.Comment) -> tuple[tables.Com
             raise
         return existing, False
     return comment, True
+
+
+# A resubmission is the same comment when these agree: what the verdict was made from. A
+# platform's retry sends them unchanged; a different comment under a reused id does not.
+SAME_COMMENT_FIELDS = (
+    "content",
+    "author",
+    "author_email",
+    "author_url",
+    "user_ip",
+    "permalink",
+    "comment_type",
+)
+
+
+def check_resubmission(stored: tables.Comment, fresh: tables.Comment) -> None:
+    """Refuse (409, naming the stored comment) an external_id resent with another comment."""
+    differ = [f for f in SAME_COMMENT_FIELDS if getattr(stored, f) != getattr(fresh, f)]
+    if differ:
+        raise ApiError(
+            409,
+            "external_id_conflict",
+            f"external_id {stored.external_id!r} names comment {stored.id}, which differs in "
+            f"{', '.join(differ)}; send a new external_id for a new comment",
+            details={"comment_id": str(stored.id), "fields": differ},
+        )

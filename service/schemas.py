@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from classifier import Decision
 from service import tables
@@ -57,22 +58,46 @@ def check_text(value: Any) -> Any:
     return value
 
 
+# The Akismet protocol's names for our fields (the others, such as `user_ip` or `permalink`,
+# are spelled alike): a platform moving from Akismet may keep its field names.
+AKISMET_NAMES = {
+    "comment_content": "content",
+    "comment_author": "author",
+    "comment_author_email": "author_email",
+    "comment_author_url": "author_url",
+    "comment_date_gmt": "created_at",
+}
+
+
+def _also(akismet_name: str) -> str:
+    return f"Also accepted as Akismet's `{akismet_name}`."
+
+
 class CommentIn(BaseModel):
-    """A comment with the Akismet protocol's fields; unknown keys are kept in `extra`."""
+    """A comment with the Akismet protocol's fields (under our names or Akismet's).
 
-    model_config = ConfigDict(extra="allow")
+    An unknown top-level field is refused (422 naming it) rather than dropped, so that a
+    misspelt field cannot silently keep data from the model; the platform's own data goes
+    in `extra`.
+    """
 
-    content: str = Field(description="The comment's text (at most 64 KiB of UTF-8).")
-    author: str = Field(default="", max_length=SHORT)
-    author_email: str = Field(default="", max_length=SHORT)
-    author_url: str = Field(default="", max_length=LONG)
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(
+        description="The comment's text (at most 64 KiB of UTF-8). " + _also("comment_content")
+    )
+    author: str = Field(default="", max_length=SHORT, description=_also("comment_author"))
+    author_email: str = Field(
+        default="", max_length=SHORT, description=_also("comment_author_email")
+    )
+    author_url: str = Field(default="", max_length=LONG, description=_also("comment_author_url"))
     user_ip: str = Field(default="", max_length=64)
     user_agent: str = Field(default="", max_length=LONG)
     referrer: str = Field(default="", max_length=LONG)
     permalink: str = Field(default="", max_length=LONG)
     comment_type: str = Field(default="", max_length=64)
     created_at: UtcDateTime | None = Field(
-        default=None, description="When the comment was written."
+        default=None, description="When the comment was written. " + _also("comment_date_gmt")
     )
     blog: str = Field(
         default="", max_length=2048, description="The site's URL; sites are created on first use."
@@ -81,7 +106,28 @@ class CommentIn(BaseModel):
     user_role: str = Field(default="", max_length=64)
     honeypot: str = Field(default="", max_length=LONG)
     is_test: bool = Field(default=False, description="A test submission (kept apart in stats).")
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="The platform's own data, stored with the comment."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _akismet_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(name in data for name in AKISMET_NAMES):
+            return data
+        data = dict(data)
+        for theirs, ours in AKISMET_NAMES.items():
+            if theirs not in data:
+                continue
+            value = data.pop(theirs)
+            if ours in data and data[ours] != value:
+                raise PydanticCustomError(
+                    "conflicting_names",
+                    "{theirs} and {ours} name the same field and disagree: send one of them",
+                    {"theirs": theirs, "ours": ours},
+                )
+            data[ours] = value
+        return data
 
     @field_validator("*")
     @classmethod
@@ -89,21 +135,15 @@ class CommentIn(BaseModel):
         # PostgreSQL text cannot hold NUL; refusing it here keeps both databases alike.
         return check_text(value)
 
-    @model_validator(mode="after")
-    def _storable_extra(self) -> CommentIn:
-        check_text(self.model_extra or {})  # unknown keys: no field validator sees them
-        return self
-
-    def all_extra(self) -> dict[str, Any]:
-        """`extra` plus every unknown key the platform sent."""
-        return {**(self.model_extra or {}), **self.extra}
-
 
 class WebhookCommentIn(CommentIn):
     """A comment to score in the background, with a callback for the verdict."""
 
     external_id: str = Field(
-        min_length=1, max_length=255, description="The platform's id; resubmitting it is a no-op."
+        min_length=1,
+        max_length=255,
+        description="The platform's id. Resubmitting it with the same comment answers the "
+        "stored one (200); with a different comment, 409 with the stored comment's id.",
     )
     callback_url: str | None = Field(
         default=None, max_length=2048, description="Where to POST the signed verdict."

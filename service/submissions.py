@@ -7,7 +7,8 @@ queued: a task never looks for a comment that is not there, and if Redis is down
 process dies before the message goes) the comments are safe and the pending sweep queues them.
 
 A batch in which some `(site, external_id)` was submitted before, or twice, falls back to
-storing each comment on its own: the first submission is stored, the others answer with it.
+storing each comment on its own: the first submission is stored, the others answer with it
+(or 409, when they are a different comment under the same external_id).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from sqlalchemy.orm import Session
 from service import logs, tables
 from service.batching import Item
 from service.deps import Services
-from service.intake import SiteRef, new_comment, resolve_site, store_comment
+from service.intake import (
+    SiteRef,
+    check_resubmission,
+    new_comment,
+    resolve_site,
+    store_comment,
+)
 from service.schemas import CommentOut, WebhookCommentIn
 from service.writes import insert_many
 
@@ -85,6 +92,8 @@ def _one_by_one(
                 stored, new = comment, True
             else:
                 stored, new = store_comment(session, comment)
+                if not new:
+                    check_resubmission(stored, comment)
                 session.commit()
         except Exception as exc:
             session.rollback()

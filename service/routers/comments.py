@@ -61,7 +61,7 @@ def _check_callback(url: str, settings: Settings) -> None:
     response_model=CommentOut,
     responses={
         200: {"model": CommentOut, "description": "Already submitted: the existing comment"},
-        **errors.responses(401, 429, 413, 422, 503),
+        **errors.responses(401, 429, 409, 413, 422, 503),
     },
 )
 async def submit_comment(
@@ -109,7 +109,9 @@ def get_comment(comment_id: uuid.UUID, account_id: AccountId, session: SessionDe
 
 
 @router.post(
-    "/check", response_model=CommentOut, responses=errors.responses(401, 429, 413, 422, 503)
+    "/check",
+    response_model=CommentOut,
+    responses=errors.responses(401, 429, 409, 413, 422, 503),
 )
 async def check_comment(body: CheckIn, account_id: AccountId, request: Request) -> Response:
     """Score a comment now, store it with its verdict, and return the verdict."""

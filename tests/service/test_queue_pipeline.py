@@ -124,7 +124,12 @@ def test_submit_same_external_id_twice_scores_and_calls_back_once(
     first = submit(client, account, "twice", receiver.url("/twice"))
     response = client.post(
         "/v1/comments",
-        json={"external_id": "twice", "content": "again", "blog": "https://blog.example.org"},
+        json={
+            "external_id": "twice",
+            "content": "comment twice: check out http://spamtwice.example now",
+            "author": "someone",
+            "blog": "https://blog.example.org",
+        },
         headers=account.headers,
     )
     assert response.status_code == 200 and response.json()["id"] == first
