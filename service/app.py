@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
-from service import console, errors, logs, ratelimit
+from service import api_docs, console, errors, logs, ratelimit
 from service.batching import Batcher
 from service.checks import check_batch, prepare_checks
 from service.console.auth import LoginGuard
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Self-hosted comment moderation: is this comment spam, why, and how sure?",
         lifespan=lifespan,
         responses=errors.responses(422),
+        docs_url=None,  # served by api_docs from the package's own assets
+        redoc_url=None,
     )
     errors.install(app)
     app.include_router(comments.router)
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(akismet.AkismetLimited, akismet.limited_answer)
     app.add_exception_handler(akismet.AkismetRefused, akismet.refused_answer)
     console.install(app)  # the moderator web console under /console
+    api_docs.install(app)
     # Inside the limits below, which the hot routes still pass (service/fastpath.py).
     app.add_middleware(FastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -154,10 +154,11 @@ def test_every_v1_operation_refuses_a_missing_or_wrong_key(
 # --- site keys, moderators and admins each reach only their own endpoints ------------------
 
 # Answer without credentials, by design: probes, the metrics scrape (its own optional token),
-# the Akismet protocol (its key travels in the form), the API's own documentation, and the
-# web console (a signed session cookie and CSRF tokens of its own: tests/console).
+# the Akismet protocol (its key travels in the form), the API's own documentation (and its
+# vendored assets), and the web console (a signed session cookie and CSRF tokens of its own:
+# tests/console).
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc", "/console"}
-PUBLIC_PREFIXES = ("/1.1/", "/1.2/", "/docs/", "/console/")
+PUBLIC_PREFIXES = ("/1.1/", "/1.2/", "/docs/", "/console/", "/static/api-docs")
 SITE_SCHEME, USER_SCHEME = "SiteApiKey", "UserToken"
 ADMIN_ONLY = {
     "POST /v1/models/retrain",
