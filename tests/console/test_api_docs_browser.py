@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from service.settings import Settings
-from tests.console.conftest import browser  # noqa: F401  (fixture, used by name)
 from tests.service.conftest import make_settings, serve_app
 
-pytestmark = pytest.mark.xdist_group("browser")
+# The console's group: one Playwright (the `browser` fixture) per process.
+pytestmark = pytest.mark.xdist_group("console")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def docs_url(
         yield url
 
 
-def offline_page(browser: Any, base_url: str) -> tuple[Any, list[str]]:  # noqa: F811
+def offline_page(browser: Any, base_url: str) -> tuple[Any, list[str]]:
     """A page whose requests anywhere but `base_url` are aborted (and listed)."""
     context = browser.new_context()
     refused: list[str] = []
@@ -46,7 +46,7 @@ def offline_page(browser: Any, base_url: str) -> tuple[Any, list[str]]:  # noqa:
     return page, refused
 
 
-def test_render_swagger_ui_operations_offline(browser: Any, docs_url: str) -> None:  # noqa: F811
+def test_render_swagger_ui_operations_offline(browser: Any, docs_url: str) -> None:
     page, refused = offline_page(browser, docs_url)
     page.goto(f"{docs_url}/docs")
     page.locator(".opblock-summary-path", has_text="/v1/check").first.wait_for()
@@ -55,7 +55,7 @@ def test_render_swagger_ui_operations_offline(browser: Any, docs_url: str) -> No
     page.context.close()
 
 
-def test_render_redoc_operations_offline(browser: Any, docs_url: str) -> None:  # noqa: F811
+def test_render_redoc_operations_offline(browser: Any, docs_url: str) -> None:
     page, refused = offline_page(browser, docs_url)
     page.goto(f"{docs_url}/redoc")
     page.get_by_text("Score a comment now, store it with its verdict, and return the verdict.")
