@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.measure import Measurement
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -49,6 +55,74 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+def _reporter(progress: Progress, task: TaskID) -> Callable[[str, float], None]:
+    """A `report(message, fraction)` for training code: the bar on a terminal; elsewhere (a
+    log, a pipe), where rich draws no bar, each new step on a line of its own."""
+    last = [""]
+
+    def report(message: str, fraction: float) -> None:
+        progress.update(task, completed=fraction, description=message)
+        if not console.is_terminal and message != last[0]:
+            last[0] = message
+            console.print(f"{fraction:4.0%} {message}", highlight=False)
+
+    return report
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@contextlib.contextmanager
+def _spinning(description: str) -> Iterator[None]:
+    """A spinner saying `description` while the block runs, on a terminal (nothing elsewhere).
+
+    What the block prints to stdout is held until the spinner is gone when stdout is that
+    terminal too (the spinner would draw over it, and take it away when it goes: a key shown
+    once must stay), and goes straight to stdout otherwise, as `KEY=$(… | tail -1)` needs.
+    """
+    if not console.is_terminal:
+        yield
+        return
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    held = io.StringIO() if sys.stdout.isatty() else None
+    try:
+        with contextlib.ExitStack() as stack:
+            if held is not None:
+                stack.enter_context(contextlib.redirect_stdout(held))
+            stack.enter_context(
+                Live(
+                    Spinner("dots", text=description),
+                    console=console,
+                    transient=True,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                )
+            )
+            yield
+    finally:
+        if held is not None and held.getvalue():
+            sys.stdout.write(held.getvalue())
+            sys.stdout.flush()
+
+
+def _working(description: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Run a command under `_spinning(description)`: for the commands that take a second or
+    more (imports, the migrations check, a model's checksum) and ask nothing."""
+
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(command)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with _spinning(description):
+                return command(*args, **kwargs)
+
+        return run
+
+    return decorate
 
 
 @app.command()
@@ -97,9 +171,7 @@ def train(
         raise typer.Exit(2) from exc
     with _progress() as progress:
         task = progress.add_task(f"training on {len(examples)} comments", total=1.0)
-
-        def report(message: str, fraction: float) -> None:
-            progress.update(task, completed=fraction, description=message)
+        report = _reporter(progress, task)
 
         result = run_training(examples, folder, data=record, seed=seed, report=report)
     if activate:
@@ -116,7 +188,9 @@ def train(
 
 @app.command()
 def score(
-    text: Annotated[str, typer.Argument(help="The comment's text.")],
+    text: Annotated[
+        str, typer.Argument(help='The comment\'s text; "-" reads one comment a line from stdin.')
+    ],
     author: Annotated[str, typer.Option(help="The author's name.")] = "",
     author_email: Annotated[str, typer.Option(help="The author's e-mail.")] = "",
     author_url: Annotated[str, typer.Option(help="The author's website.")] = "",
@@ -124,15 +198,31 @@ def score(
     models_dir: ModelsDir = None,
     version: Annotated[str | None, typer.Option(help="Model version (default: active).")] = None,
 ) -> None:
-    """Score one comment with the active model and show the reasons."""
-    from classifier.artifact import ArtifactError, load_model
-    from classifier.record import Comment
+    """Score one comment with the active model and show the reasons.
 
-    try:
-        model = load_model(_models_dir(models_dir), version)
-    except ArtifactError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    With "-", every line of stdin is a comment, and each verdict a line of JSON: the model is
+    loaded once, where a shell loop calling `score` would load it for every comment.
+    """
+    # Only what scoring needs is imported here (not the training code nor the service's).
+    with _spinning("loading the model"):
+        from classifier.artifact import ArtifactError, load_model
+        from classifier.record import Comment
+
+        try:
+            model = load_model(_models_dir(models_dir), version)
+        except ArtifactError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    if text == "-":
+        for line in sys.stdin:
+            comment = Comment(
+                content=line.rstrip("\n"),
+                author=author,
+                author_email=author_email,
+                author_url=author_url,
+            )
+            typer.echo(json.dumps(model.score(comment).to_dict()))
+        return
     verdict = model.score(
         Comment(content=text, author=author, author_email=author_email, author_url=author_url)
     )
@@ -180,9 +270,7 @@ def evaluate(
         raise typer.Exit(2)
     with _progress() as progress:
         task = progress.add_task("evaluating", total=1.0)
-
-        def report(message: str, fraction: float) -> None:
-            progress.update(task, completed=fraction, description=message)
+        report = _reporter(progress, task)
 
         try:
             if lovo:
@@ -283,9 +371,7 @@ def _ensure_model(settings: Settings) -> None:
     console.print(f"no model in {settings.models_dir}: training the default model once")
     with _progress() as progress:
         task = progress.add_task("training the default model", total=1.0)
-
-        def report(message: str, fraction: float) -> None:
-            progress.update(task, completed=fraction, description=message)
+        report = _reporter(progress, task)
 
         result = train_default(settings.models_dir, report=report)
     set_active(settings.models_dir, result.version)
@@ -466,6 +552,7 @@ def beat(
 
 
 @keys_app.command("create")
+@_working("creating the key")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="Who the key is for.")],
     akismet: Annotated[
@@ -498,6 +585,7 @@ def keys_create(
 
 
 @keys_app.command("list")
+@_working("reading the keys")
 def keys_list(
     account: Annotated[int | None, typer.Option("--account", help="Only this account.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -533,6 +621,7 @@ def keys_list(
 
 
 @keys_app.command("revoke")
+@_working("revoking the key")
 def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (`keys list`).")]) -> None:
     """Revoke an API key: every API process refuses it within COMMENTGUARD_SITE_CACHE_SECONDS."""
     from service import audit, security
@@ -553,6 +642,7 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (`keys 
 
 
 @db_app.command("upgrade")
+@_working("upgrading the database")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
@@ -609,16 +699,17 @@ def users_create(
     if password_prompt:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     settings = _settings()
-    engine, session = _user_session(settings)
-    try:
-        with session:
-            new = users.create_user(session, name, chosen, settings.secret_key, password)
-            session.commit()
-    except users.UserError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
+    with _spinning("creating the user"):
+        engine, session = _user_session(settings)
+        try:
+            with session:
+                new = users.create_user(session, name, chosen, settings.secret_key, password)
+                session.commit()
+        except users.UserError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        finally:
+            engine.dispose()
     console.print(
         f"{chosen.value} {name!r} created (user {new.user_id}"
         f"{', with a password' if password else ''}); "
@@ -628,6 +719,7 @@ def users_create(
 
 
 @users_app.command("token")
+@_working("issuing a token")
 def users_token(name: Annotated[str, typer.Argument(help="The user's name.")]) -> None:
     """Issue another token for a user; it is printed once, never stored."""
     from service import users
@@ -649,6 +741,7 @@ def users_token(name: Annotated[str, typer.Argument(help="The user's name.")]) -
 
 
 @users_app.command("grant")
+@_working("granting the site")
 def users_grant(
     name: Annotated[str, typer.Argument(help="The moderator's name.")],
     site_url: Annotated[str, typer.Argument(help="The site's URL (as its comments name it).")],
@@ -680,6 +773,7 @@ def users_grant(
 
 
 @users_app.command("ungrant")
+@_working("taking the site back")
 def users_ungrant(
     name: Annotated[str, typer.Argument(help="The moderator's name.")],
     site_url: Annotated[str, typer.Argument(help="The site's URL.")],
@@ -735,24 +829,28 @@ def _change_user(name: str, change: str) -> str:
 
 
 @users_app.command("disable")
+@_working("disabling the user")
 def users_disable(name: Annotated[str, typer.Argument(help="The user's name.")]) -> None:
     """Disable a user: their tokens and console sessions stop working at once."""
     console.print(f"{name!r}: {_change_user(name, 'disable')}")
 
 
 @users_app.command("enable")
+@_working("enabling the user")
 def users_enable(name: Annotated[str, typer.Argument(help="The user's name.")]) -> None:
     """Enable a disabled user again."""
     console.print(f"{name!r}: {_change_user(name, 'enable')}")
 
 
 @users_app.command("revoke-tokens")
+@_working("revoking the tokens")
 def users_revoke_tokens(name: Annotated[str, typer.Argument(help="The user's name.")]) -> None:
     """Revoke every token of a user and end their console sessions, at once."""
     console.print(f"{name!r}: {_change_user(name, 'revoke-tokens')}")
 
 
 @users_app.command("list")
+@_working("reading the users")
 def users_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -814,9 +912,7 @@ def retrain(
     try:
         with _progress() as progress:
             task = progress.add_task("retraining", total=1.0)
-
-            def report(message: str, fraction: float) -> None:
-                progress.update(task, completed=fraction, description=message)
+            report = _reporter(progress, task)
 
             result = run_retrain(
                 settings, db.make_session_factory(engine), trigger="cli", report=report
@@ -864,6 +960,7 @@ def retrain(
 
 
 @models_app.command("list")
+@_working("reading the model registry")
 def models_list(
     models_dir: ModelsDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -875,26 +972,53 @@ def models_list(
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
+    # A version is pasted into `models activate`: never cut nor folded.
     table = Table(title="model versions")
-    for column in ("version", "status", "created", "examples", "MCC", "ham FPR", "sites"):
+    table.add_column("version", no_wrap=True)
+    for column in ("status", "created", "examples", "MCC (measured on)", "ham FPR", "sites"):
         table.add_column(column)
     for row in rows:
-        val = (row["metrics"] or {}).get("validation", {}).get("at_spam_threshold", {})
+        measured = _headline_metrics(row["metrics"] or {})
         style = "bold green" if row["status"] == "active" else None
         table.add_row(
             row["version"],
             row["status"],
             str(row["created_at"] or ""),
             str(row["n_examples"] or ""),
-            _fmt(val.get("mcc", "")),
-            _fmt(val.get("fpr", "")),
+            f"{_fmt(measured['mcc'])} ({measured['set']})" if measured else "",
+            _fmt(measured["fpr"]) if measured else "",
             ", ".join(row["sites"]),
             style=style,
         )
-    Console(soft_wrap=True).print(table)
+    out = Console()
+    # As wide as the table wants, past the terminal's (or a pipe's 80) columns: the terminal
+    # wraps a long line, where rich would cut the cells.
+    natural = Measurement.get(out, out.options.update(width=10_000), table).maximum
+    Console(width=max(out.width, natural)).print(table)
+
+
+# What the sets a model's metadata measures it on are (training/train.py, training/retrain.py).
+METRIC_SETS = {
+    "validation": "validation split",
+    "corpus": "corpus validation split",
+    "labels": "label holdout",
+}
+
+
+def _headline_metrics(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """One set's figures at the model's spam threshold, with the set named: the validation
+    split the model was trained beside (a retrain's gate figures are in `--json`)."""
+    for name, described in METRIC_SETS.items():
+        found = metrics.get(name) or {}
+        figures = found.get("at_spam_threshold", found)
+        if isinstance(figures, dict) and "mcc" in figures:
+            n = figures.get("n")
+            return {**figures, "set": described + (f", n={n}" if n is not None else "")}
+    return None
 
 
 @models_app.command("activate")
+@_working("verifying the model")
 def models_activate(
     version: Annotated[str, typer.Argument(help="The version to serve.")],
     models_dir: ModelsDir = None,
@@ -916,6 +1040,7 @@ def models_activate(
 
 
 @models_app.command("rollback")
+@_working("verifying the model")
 def models_rollback(models_dir: ModelsDir = None) -> None:
     """Activate the version that was active before the current one."""
     from classifier.artifact import ArtifactError
@@ -934,6 +1059,7 @@ def models_rollback(models_dir: ModelsDir = None) -> None:
 
 
 @memory_app.command("rebuild")
+@_working("remembering the labelled comments")
 def memory_rebuild() -> None:
     """Put every comment's current label into the near-duplicate memory again (in Redis)."""
     from service import db
@@ -958,6 +1084,7 @@ def memory_rebuild() -> None:
 
 
 @privacy_app.command("forget")
+@_working("erasing the comments")
 def privacy_forget(
     email: Annotated[str, typer.Option("--email", help="The commenter's e-mail address.")],
 ) -> None:
@@ -983,6 +1110,7 @@ def privacy_forget(
 
 
 @privacy_app.command("purge")
+@_working("purging old comments")
 def privacy_purge() -> None:
     """Purge now the comments older than COMMENTGUARD_RETENTION_DAYS (beat does it hourly)."""
     from service import db

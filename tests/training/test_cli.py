@@ -54,6 +54,25 @@ def test_score_prints_json_verdict(trained: Path) -> None:
     assert verdict["reasons"] and {"feature", "description", "weight"} <= set(verdict["reasons"][0])
 
 
+def test_score_reads_one_comment_a_line_from_stdin(trained: Path) -> None:
+    texts = ["check out my channel http://bit.ly/x", "I love this song", "third one"]
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "score", "-"],
+        input="\n".join(texts) + "\n",
+        cwd=trained,
+        env={**os.environ, "COMMENTGUARD_MODELS_DIR": str(trained / "models")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    verdicts = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(verdicts) == 3
+    one = json.loads(_run("score", texts[0], "--json", cwd=trained).stdout)
+    assert verdicts[0]["score"] == one["score"] and verdicts[0]["decision"] == one["decision"]
+
+
 def test_score_without_a_model_fails_clearly(tmp_path: Path) -> None:
     done = _run("score", "hello", cwd=tmp_path)
     assert done.returncode == 2
@@ -74,6 +93,21 @@ def test_evaluate_cv_prints_metrics_json(tmp_path: Path) -> None:
     assert set(result["metrics"]) >= {"precision", "recall", "f1", "mcc", "roc_auc", "fpr", "n"}
     assert len(result["folds"]) == 2
     assert result["metrics"]["mcc"] > 0.8
+    # Not on a terminal (no bar drawn): each step on a line of its own, as it happens.
+    steps = [line for line in done.stderr.splitlines() if "fold" in line]
+    assert len(steps) >= 2, done.stderr
+
+
+def test_models_list_shows_whole_versions_and_names_the_mcc_set(trained: Path) -> None:
+    version = active_version(trained / "models")
+    assert version is not None
+    done = _run("models", "list", cwd=trained, env={"COLUMNS": "30"})
+    assert done.returncode == 0, done.stderr
+    assert version in done.stdout
+    assert "(validation split, n=" in done.stdout
+    listed = json.loads(_run("models", "list", "--json", cwd=trained).stdout)
+    assert [row["version"] for row in listed] == [version]
+    assert listed[0]["status"] == "active" and "validation" in listed[0]["metrics"]
 
 
 def test_train_rejects_a_bad_data_file(tmp_path: Path) -> None:
