@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install browser wordpress lint typecheck bench peers clean
+.PHONY: run test install browser wordpress clients lint typecheck bench peers clean
 
 run: $(STAMP)
 	$(BIN)/commentguard serve
 
-test: $(STAMP) browser wordpress
+test: $(STAMP) browser wordpress clients
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The console's browser tests drive Debian's chromium through Playwright (no browser download
@@ -25,6 +25,12 @@ browser:
 WORDPRESS_PACKAGES := wordpress wordpress-theme-twentytwentythree mariadb-server php-cli php-mysql
 wordpress:
 	@dpkg -s $(WORDPRESS_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(WORDPRESS_PACKAGES); }
+
+# docs/callbacks.md's receivers are tested in PHP and Node.js as well as Python: Debian's
+# php-cli and nodejs, installed when missing (root, as for chromium).
+clients:
+	@command -v php >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends php-cli; }
+	@command -v node >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs; }
 
 install: $(STAMP)
 
