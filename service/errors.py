@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.engine import ModelNotLoaded
-from service.intake import SiteLimitReached
+from service.intake import ExternalIdConflict, SiteLimitReached
 from service.schemas import ErrorOut
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,11 @@ def install(app: FastAPI) -> None:
             return PlainTextResponse("invalid", headers={"X-akismet-debug-help": str(exc)})
         details = {"limit": exc.limit}
         return error_response(422, "site_limit_reached", str(exc), details)
+
+    @app.exception_handler(ExternalIdConflict)
+    async def _conflict(_request: Request, exc: ExternalIdConflict) -> JSONResponse:
+        details = {"comment_id": str(exc.comment_id), "fields": exc.fields}
+        return error_response(409, "external_id_conflict", str(exc), details)
 
     @app.exception_handler(PoolTimeout)
     async def _pool(_request: Request, exc: PoolTimeout) -> JSONResponse:

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from classifier.adapter import SiteAdapter
 from service import tables
 from service.learning import AdapterCache, Learned
-from service.errors import ApiError
 from service.schemas import CommentIn
 from service.site_thresholds import SiteThresholds
 from service.writes import transient
@@ -232,14 +231,20 @@ SAME_COMMENT_FIELDS = (
 )
 
 
+class ExternalIdConflict(ValueError):
+    """An external_id resent with another comment than the one it names (answered 409)."""
+
+    def __init__(self, stored: tables.Comment, fields: list[str]) -> None:
+        super().__init__(
+            f"external_id {stored.external_id!r} names comment {stored.id}, which differs in "
+            f"{', '.join(fields)}; send a new external_id for a new comment"
+        )
+        self.comment_id = stored.id
+        self.fields = fields
+
+
 def check_resubmission(stored: tables.Comment, fresh: tables.Comment) -> None:
-    """Refuse (409, naming the stored comment) an external_id resent with another comment."""
+    """Refuse (ExternalIdConflict) an external_id resent with another comment."""
     differ = [f for f in SAME_COMMENT_FIELDS if getattr(stored, f) != getattr(fresh, f)]
     if differ:
-        raise ApiError(
-            409,
-            "external_id_conflict",
-            f"external_id {stored.external_id!r} names comment {stored.id}, which differs in "
-            f"{', '.join(differ)}; send a new external_id for a new comment",
-            details={"comment_id": str(stored.id), "fields": differ},
-        )
+        raise ExternalIdConflict(stored, differ)

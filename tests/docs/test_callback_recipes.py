@@ -151,8 +151,11 @@ def deliver(
 ) -> callbacks.Attempted:
     delivery_id = uuid.uuid4()
     claim = callbacks.Claim(1, receiver.url, secret, body)
-    with callbacks.make_client(settings) as client:
+    client = callbacks.make_client(settings)
+    try:
         return callbacks.post(delivery_id, settings, client, claim)
+    finally:
+        client.close()
 
 
 def test_recipe_accepts_a_callback_signed_by_the_service(
