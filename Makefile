@@ -26,9 +26,11 @@ WORDPRESS_PACKAGES := wordpress wordpress-theme-twentytwentythree mariadb-server
 wordpress:
 	@dpkg -s $(WORDPRESS_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(WORDPRESS_PACKAGES); }
 
-# docs/callbacks.md's receivers are tested in PHP and Node.js as well as Python: Debian's
-# php-cli and nodejs, installed when missing (root, as for chromium).
+# docs/callbacks.md's receivers are tested in PHP and Node.js as well as Python, and the
+# README's commands (tests/docs/test_readme.py) use curl: Debian's php-cli, nodejs and curl,
+# installed when missing (root, as for chromium).
 clients:
+	@command -v curl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl; }
 	@command -v php >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends php-cli; }
 	@command -v node >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs; }
 
