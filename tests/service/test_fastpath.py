@@ -130,12 +130,17 @@ def test_answer_submission_on_fast_path_as_the_router_does(
         headers=account.headers,
     )  # fmt: skip
     again = client.post(
+        "/v1/comments", json={**CHECK, "external_id": "f-2"}, headers=account.headers
+    )
+    changed = client.post(
         "/v1/comments", json={**CHECK, "external_id": "f-2", "content": "changed"},
         headers=account.headers,
     )  # fmt: skip
-    assert fast_calls == ["/v1/comments", "/v1/comments"]  # the first authenticated the key
+    assert fast_calls == ["/v1/comments"] * 3  # the first authenticated the key
     assert (first.status_code, new.status_code, again.status_code) == (202, 202, 200)
     assert again.json()["id"] == new.json()["id"]
+    assert changed.status_code == 409, changed.text
+    assert changed.json()["error"]["details"]["comment_id"] == new.json()["id"]
     assert new.json()["status"] == "pending" and new.json()["external_id"] == "f-2"
     assert set(new.json()) == set(first.json())
 
