@@ -42,7 +42,9 @@ def offline_page(browser: Any, base_url: str) -> tuple[Any, list[str]]:
 
     context.route("**/*", route)
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    # Rendering the whole schema takes chromium seconds of CPU: minutes on a machine shared
+    # by twenty processes, where 30 s timed out.
+    page.set_default_timeout(180_000)
     return page, refused
 
 
