@@ -28,7 +28,7 @@ from training.corpora import (
     read_file,
 )
 from training.metrics import classification_metrics
-from training.train import DEFAULT_CORPORA, fit_unseen
+from training.train import DEFAULT_CORPORA, domains_of, fit_unseen
 
 Report = Callable[[str, float], None]
 THRESHOLD = 0.5
@@ -45,10 +45,7 @@ def _fit_predict(train: Sequence[Example], test: Sequence[Example], baseline: bo
     if baseline:
         model = build_baseline().fit(to_frame([e.comment for e in train]), y)
         return np.asarray(model.predict_proba(X_test)[:, 1])
-    domains = [e.corpus for e in train]
-    if len(set(domains)) < 2:
-        domains = [e.group for e in train]
-    fitted = fit_unseen(to_frame([e.comment for e in train]), y, domains, DEFAULT_PARAMS)
+    fitted = fit_unseen(to_frame([e.comment for e in train]), y, domains_of(train), DEFAULT_PARAMS)
     return np.asarray(fitted.pipeline.predict_proba(X_test)[:, 1])
 
 

@@ -67,7 +67,7 @@ from training.corpora import GATE_VALIDATION_SHARE, Example, split_corpus
 from training.gate import GateDecision, GateParams, decide
 from training.metrics import classification_metrics
 from training.site_thresholds import learn_all
-from training.train import choose_thresholds, fit_unseen
+from training.train import choose_thresholds, domains_of, fit_unseen
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def retrain(
         fitted = fit_unseen(
             to_frame(train_comments),
             y,
-            [e.corpus for e in corpus_train],
+            domains_of(corpus_train),
             model_params,
             report=lambda message, fraction: step(message, 0.05 + 0.6 * fraction),
         )

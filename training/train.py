@@ -163,6 +163,13 @@ def fit_unseen(
     return Fitted(pipeline, unseen, y, dom, protocol)
 
 
+def domains_of(examples: Sequence[Example]) -> list[str]:
+    """What `fit_unseen` holds out in turn: each example's corpus, or its file (a YouTube
+    video) when all come from one corpus."""
+    domains = [e.corpus for e in examples]
+    return domains if len(set(domains)) > 1 else [e.group for e in examples]
+
+
 def train(
     examples: Sequence[Example],
     models_dir: Path,
@@ -180,11 +187,10 @@ def train(
     labels = np.array([e.label for e in examples])
     if len(set(labels.tolist())) < 2:
         raise ValueError("training needs both spam and ham examples")
-    domains = [e.corpus for e in examples]
-    if len(set(domains)) < 2:
-        domains = [e.group for e in examples]
     p = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
-    fitted = fit_unseen(to_frame([e.comment for e in examples]), labels, domains, p, report=step)
+    fitted = fit_unseen(
+        to_frame([e.comment for e in examples]), labels, domains_of(examples), p, report=step
+    )
     thresholds = choose_thresholds(fitted.labels, fitted.unseen_scores, domains=fitted.domains)
     scores = fitted.unseen_scores
     validation = {
