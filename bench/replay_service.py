@@ -1,9 +1,9 @@
 """A replay: play a labelled corpus through a running service and act as the site's moderators.
 
-Comments go in, in date order and a few at a time (`batch`: comments arriving together),
-through the webhook path (intake, queue, worker). Comments with the same timestamp come in an
-order drawn from the seed; an undated comment follows the dated one before it in its file, so
-a corpus without dates (Instagram, SMS) is played in file order. For each comment the replay
+Comments go in, in date order and a few at a time (`batch`: comments arriving together, sent
+in parallel) through the webhook path (intake, queue, worker). Comments with the same timestamp
+come in an order drawn from the seed; an undated comment follows the dated one before it in its
+file, so a corpus without dates (Instagram, SMS) is played in file order. For each comment the replay
 reads the verdict the comment got on arrival, then `Moderators` behave as the site's people
 would (the one moderator policy of every replay):
 
@@ -38,6 +38,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -315,13 +316,16 @@ def replay(
     retrains: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
     late_learning = 0
+    senders = ThreadPoolExecutor(batch)
     for start in range(0, len(rows), batch):
         if deadline is not None and time.time() > deadline:
             break
         # A batch arrives together; its moderators act once all of it is scored, in order.
         chunk = rows[start : start + batch]
-        ids = [client.submit(row, site) for row in chunk]
-        verdicts = [client.verdict(comment_id) for comment_id in ids]
+        # Sent and awaited in parallel, as a site's traffic arrives; a comment's verdict does
+        # not depend on the others of its batch (labels come after it).
+        ids = list(senders.map(lambda row: client.submit(row, site), chunk))
+        verdicts = list(senders.map(client.verdict, ids))
         acted = False
         for row, comment_id, verdict in zip(chunk, ids, verdicts, strict=True):
             decision = str(verdict["decision"])
@@ -355,6 +359,7 @@ def replay(
                 late_learning += 1
         if progress is not None:
             progress(chunk[-1].number + 1, len(rows))
+    senders.shutdown()
     report = summarise(outcomes, retrains, versions, warmup, window)
     report.settings = {
         "seed": seed,
