@@ -372,7 +372,7 @@ def section(out: Path, images: Path) -> str:
         record = json.loads(record_path.read_text())
         lines += [
             "",
-            f"The whole run took {record['minutes']:.0f} min, {record['jobs']} replays at a time "
+            f"The whole run took {record['minutes']:.0f} min, {record['jobs']} jobs (replays and ceilings) at a time "
             "(each replay's time above is while the others ran).",
         ]
     lines += [
