@@ -433,12 +433,24 @@ def test_store_no_commenter_address_in_commentguard(blog: Blog) -> None:
 def test_show_commentguard_counts_on_the_akismet_settings_page(blog: Blog) -> None:
     blog.comment("Gina Spammer", "Check out my channel http://bit.ly/w subscribe!!! Now")
     page = blog.owner.get("/wp-admin/options-general.php?page=akismet-key-config").text
-    shown = re.search(r"All time</h3>\s*<span>([\d,]+)</span>", page)
-    assert shown is not None, notices(page)
+    shown = {
+        period: re.search(rf"{heading}</h3>\s*<span>([\d,]+)</span>", page)
+        for period, heading in (("6-months", "Past six months"), ("all", "All time"))
+    }
+    account_id = blog_account(blog)
     with blog.sessions() as session:
-        counted = akismet.stats(session, blog_account(blog), blog.site.url, "all")
-    assert counted["spam"] >= 1
-    assert int(shown[1].replace(",", "")) == counted["spam"]
+        counted = {
+            period: akismet.stats(session, account_id, blog.site.url, period) for period in shown
+        }
+    for period, match in shown.items():
+        assert match is not None, notices(page)
+        assert int(match[1].replace(",", "")) == counted[period]["spam"] >= 1
+    # Accuracy, missed spam and false positives: the Not Spam above was a false positive.
+    total = counted["all"]
+    assert f"<span>{total['accuracy']:g}%</span>" in page
+    assert total["false_positives"] >= 1
+    assert f"{total['false_positives']} false positive" in page
+    assert f"{total['missed_spam']} missed spam" in page
     assert CONNECTION_ERROR not in page
 
 
