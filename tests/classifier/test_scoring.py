@@ -108,8 +108,10 @@ def obfuscated(draw: st.DrawFn) -> tuple[str, str]:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(pair=obfuscated())
-def test_score_of_obfuscated_spam_stays_within_005_of_the_plain_one(
+def test_obfuscating_spam_never_lowers_its_score_by_more_than_005(
     model: LoadedModel, pair: tuple[str, str]
 ) -> None:
+    """Disguise must not help a spammer. It may count against them: look-alike letters mixed
+    into Latin words are a signal of their own (`mixed_scripts`, `disguised_letters`)."""
     plain, disguised = pair
-    assert abs(model.score(disguised).score - model.score(plain).score) <= 0.05
+    assert model.score(disguised).score >= model.score(plain).score - 0.05

@@ -60,7 +60,7 @@ def test_compose_environment_names_are_settings_fields() -> None:
         unknown = {k for k in env if k.startswith("COMMENTGUARD_")} - fields
         assert not unknown, f"{name}: not settings: {unknown}"
     example = (ROOT / ".env.example").read_text()
-    documented = set(re.findall(r"^#?\s*(COMMENTGUARD_[A-Z_]+)=", example, re.M))
+    documented = set(re.findall(r"^#?\s*(COMMENTGUARD_[A-Z0-9_]+)=", example, re.M))
     assert documented <= fields, documented - fields
     assert fields - {"COMMENTGUARD_SECRET_KEY"} <= documented | {"COMMENTGUARD_SECRET_KEY"}
 
