@@ -51,7 +51,7 @@ class AdapterParams:
     (`prior`); `max_labels` keeps the newest labels only, bounding a fit's time."""
 
     l2: float = 0.3
-    prior: float = 3.0
+    prior: float = 30.0
     max_labels: int = 5000
     max_iter: int = 200
 

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     # Regularisation of a site's own weights (larger: more labels before they count) and of
     # its recalibration of the shared model's score (larger: closer to the shared model).
     adapt_l2: float = Field(default=0.3, gt=0)
-    adapt_prior: float = Field(default=3.0, gt=0)
+    adapt_prior: float = Field(default=30.0, gt=0)
     # Labels per class (spam AND ham) a site needs before its adapter chooses the site's own
     # thresholds (on its labels' cross-validated scores); 0: the shared model's thresholds.
     adapt_min_site_threshold_labels: int = Field(default=20, ge=0)

@@ -92,3 +92,19 @@ def test_learn_site_chooses_thresholds_only_with_enough_labels(model: LoadedMode
     enough = learn_site(batch, labels, published=200, min_per_class=20)
     assert enough.thresholds is not None and enough.unseen_scores is not None
     assert enough.thresholds.unsure <= enough.thresholds.spam <= enough.thresholds.discard
+
+
+def test_a_few_contradictory_labels_do_not_push_the_site_ham_toward_unsure(
+    model: LoadedModel,
+) -> None:
+    """One blatant spam called ham (a fan's channel link) must not squash every score of the
+    site toward 0.5: the recalibration's prior holds until many labels say otherwise."""
+    labelled = [
+        "Check out my channel http://bit.ly/y subscribe!!! (I am a real fan)",
+        "I love this song, it reminds me of my childhood. Visit my profile.",
+    ]
+    adapter = fit(_batch(model, labelled), np.array([0, 1]))
+    ordinary = _batch(model, _ordinary(10))
+    base = 1.0 / (1.0 + np.exp(-ordinary.base))
+    assert np.abs(adapter.probabilities(ordinary) - base).max() < 0.1
+    assert adapter.scale > 0.8
