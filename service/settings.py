@@ -86,10 +86,9 @@ class Settings(BaseSettings):
     retrain_corpora: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["youtube", "instagram", "sms"]
     )
-    # How much a label weighs against a corpus row. 10: a site's few hundred labels then
-    # outweigh the ~7,000 corpus rows of the other corpora where they disagree; in the offline
-    # replays (bench/replay_sim.py) 10 beat 3 on both corpora (YouTube F1 0.930 vs 0.889,
-    # Instagram 0.833 vs 0.819) and 30 made the gate refuse most Instagram retrains.
+    # How much a label weighs against a corpus row, with shared labels on. 10: a site's few
+    # hundred labels then outweigh the corpus rows where they disagree (the replays of
+    # 2026-11-29 in docs/benchmarks.md compared 3, 10 and 30).
     retrain_label_weight: float = Field(default=10.0, gt=0)
     # Labels per class (spam AND ham) a site needs before it gets per-site features.
     retrain_min_site_labels_per_class: int = Field(default=20, ge=1)

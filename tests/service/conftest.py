@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -139,6 +140,18 @@ def database_url(
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def copy_models(models_dir: Path, folder: Path) -> Path:
+    """A models folder of its own holding a copy of the session's active model, for modules
+    that retrain or activate models (which every other module must not see)."""
+    from classifier.artifact import active_version, set_active
+
+    version = active_version(models_dir)
+    assert version is not None
+    shutil.copytree(models_dir / version, folder / version)
+    set_active(folder, version)
+    return folder
 
 
 # --- settings, accounts ------------------------------------------------------------------

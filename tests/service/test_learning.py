@@ -9,7 +9,6 @@ and activates models.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from classifier.artifact import active_version, set_active
+from classifier.artifact import active_version
 from service import db, tables
 from service.retraining import run_retrain
 from service.settings import Settings
 from tests.service.conftest import (
     Account,
+    copy_models,
     create_account,
     create_admin,
     make_settings,
@@ -48,11 +48,7 @@ def settings(
     models_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
-    own = tmp_path_factory.mktemp("learning-models")
-    version = active_version(models_dir)
-    assert version is not None
-    shutil.copytree(models_dir / version, own / version)
-    set_active(own, version)
+    own = copy_models(models_dir, tmp_path_factory.mktemp("learning-models"))
     return make_settings(
         database_url=database_url,
         redis_url=redis_url,

@@ -26,6 +26,7 @@ from service.retraining import load_labels, run_retrain
 from service.settings import Settings
 from tests.service.conftest import (
     Account,
+    copy_models,
     create_account,
     create_admin,
     make_settings,
@@ -47,11 +48,7 @@ def settings(
     models_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
-    own = tmp_path_factory.mktemp("retrain-models")
-    version = active_version(models_dir)
-    assert version is not None
-    shutil.copytree(models_dir / version, own / version)
-    set_active(own, version)
+    own = copy_models(models_dir, tmp_path_factory.mktemp("retrain-models"))
     return make_settings(
         database_url=database_url,
         redis_url=redis_url,
