@@ -35,8 +35,8 @@ from service.intake import (
     resolve_site,
     store_comment,
 )
-from service.labels import AppliedLabel, apply_label
 from service.memory import NearDuplicateMemory
+from service.moderation.labels import AppliedLabel, apply_label
 from service.privacy import hash_ip
 from service.schemas import CommentIn
 

@@ -24,9 +24,9 @@ from service.db import SessionFactory
 from service.engine import ModelHolder
 from service.errors import ApiError, unauthorized
 from service.intake import SiteCache
-from service.labels import LabelHook
 from service.memory import NearDuplicateMemory
 from service.metrics import ServiceCollector
+from service.moderation.labels import LabelHook
 from service.queue import TaskQueue
 from service.ratelimit import RateLimiter
 from service.settings import Settings
@@ -43,7 +43,7 @@ class Services:
     queue: TaskQueue | None
     keys: security.KeyCache = field(default_factory=security.KeyCache)
     sites: SiteCache = field(default_factory=SiteCache)
-    # Called with the labels of each request once they are committed (see service.labels).
+    # Called with the labels of each request once they are committed (service/moderation/labels.py).
     label_hooks: list[LabelHook] = field(default_factory=list)
     # The near-duplicate memory (service/memory.py); None without Redis or when disabled.
     memory: NearDuplicateMemory | None = None

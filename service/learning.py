@@ -33,7 +33,7 @@ from service.settings import Settings
 from training.site_learning import learn_site
 
 if TYPE_CHECKING:
-    from service.labels import AppliedLabel
+    from service.moderation.labels import AppliedLabel
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ from service.db import SessionFactory
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.labels import AppliedLabel
+    from service.moderation.labels import AppliedLabel
 
 log = logging.getLogger(__name__)
 
@@ -514,7 +514,8 @@ def remember_label(
 
 
 def remember_applied(memory: NearDuplicateMemory | None, applied: Sequence[AppliedLabel]) -> None:
-    """The label hook (see `service.labels.after_commit`): committed labels into the memory."""
+    """The label hook (see `service.moderation.labels.after_commit`): committed labels into the
+    memory."""
     for label in applied:
         remember_label(
             memory, label.comment_id, label.account_id, label.content, label.label, label.label_id

@@ -40,7 +40,7 @@ from training.retrain import (
 from training.train import bundled_data_record
 
 if TYPE_CHECKING:
-    from service.labels import AppliedLabel
+    from service.moderation.labels import AppliedLabel
     from service.queue import TaskQueue
 
 log = logging.getLogger(__name__)

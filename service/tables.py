@@ -358,7 +358,7 @@ class LabelKind(StrEnum):
 class LabelAudit(Base):
     """One label event: who changed a comment's label, when, from what, to what.
 
-    Written with each `labels` row by `service.labels.apply_label`, whatever the source.
+    Written with each `labels` row by `service.moderation.labels.apply_label`, whatever the source.
     """
 
     __tablename__ = "label_audit"

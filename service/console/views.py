@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from classifier import registry
 from classifier.artifact import active_version
-from service import labels, tables
+from service import tables
 from service.console import charts, highlight, web
 from service.console.auth import ConsoleUser
 from service.deps import Services
 from service.errors import ApiError
+from service.moderation import labels
 from service.routers import moderation
 from service.schemas import BulkLabelIn, BulkLabelItem, LabelIn, QueueItemOut, ThresholdsIn
 from training.retrain import list_runs

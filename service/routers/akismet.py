@@ -15,9 +15,10 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
 from classifier import LoadedModel
-from service import akismet, labels, tables
+from service import akismet, tables
 from service.akismet import AkismetRequest
 from service.deps import ModelDep, Services, ServicesDep, SessionDep
+from service.moderation import labels
 from service.privacy import protect
 from service.ratelimit import Limited
 

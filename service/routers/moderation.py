@@ -38,7 +38,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased, contains_eager
 
 from classifier import Decision, Thresholds
-from service import audit, errors, labels, tables, users
+from service import audit, errors, tables, users
 from service.deps import (
     AdminUser,
     CurrentUser,
@@ -48,6 +48,7 @@ from service.deps import (
     UserPrincipal,
 )
 from service.errors import ApiError
+from service.moderation import labels
 from service.schemas import (
     AppliedLabelOut,
     AuditOut,

@@ -533,7 +533,7 @@ def test_akismet_submit_spam_is_recorded_in_the_audit(
 def test_label_hooks_run_after_commit_on_every_path(
     settings: Settings, sessions: db.SessionFactory, account: Account
 ) -> None:
-    from service.labels import AppliedLabel
+    from service.moderation.labels import AppliedLabel
 
     seen: list[tuple[str, str, bool]] = []
     app = create_app(settings)
