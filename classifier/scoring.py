@@ -35,6 +35,10 @@ class Decision(StrEnum):
     DISCARD = "discard"  # blatant spam: drop without review
 
 
+# The decisions that tell a platform "spam" (Akismet's `true`); ham and unsure tell it "not spam".
+SPAM_DECISIONS = frozenset({Decision.SPAM.value, Decision.DISCARD.value})
+
+
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     """Probability cut-offs: unsure ≤ spam ≤ discard."""

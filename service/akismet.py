@@ -25,6 +25,7 @@ from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from classifier import Decision, LoadedModel, Reason
+from classifier.scoring import SPAM_DECISIONS
 from service import security, tables
 from service.engine import attach, compute_verdict
 from service.intake import (
@@ -36,7 +37,7 @@ from service.intake import (
     store_comment,
 )
 from service.memory import NearDuplicateMemory
-from service.moderation.labels import AppliedLabel, apply_label
+from service.moderation.labels import AppliedLabel, apply_label, newest_label_ids
 from service.privacy import hash_ip
 from service.schemas import CommentIn
 
@@ -45,8 +46,9 @@ log = logging.getLogger(__name__)
 SUBMISSION_THANKS = "Thanks for making the web a better place."
 GUARANTEED_SPAM_AUTHOR = "akismet-guaranteed-spam"
 GUARANTEED_SPAM_EMAIL = "akismet-guaranteed-spam@example.com"
-SPAM_DECISIONS = frozenset({Decision.SPAM.value, Decision.DISCARD.value})
-HAM_DECISIONS = frozenset({Decision.HAM.value, Decision.UNSURE.value})
+# What the platform was answered `false` for (unsure too: Akismet's answers are only true or
+# false, so its reports count an unsure comment labelled spam as missed spam).
+HAM_DECISIONS = frozenset(d.value for d in Decision) - SPAM_DECISIONS
 KEY_SITES_ORDERS = ("total", "spam", "ham", "missed_spam", "false_positives")
 KEY_SITES_DEFAULT_LIMIT = 500
 KEY_SITES_CSV_HEADER = (
@@ -715,9 +717,7 @@ def activity(
         .where(tables.Site.account_id == account_id, _counted(start, end), *only_site)
         .group_by(tables.Comment.site_id)
     ).all()
-    newest = (
-        select(func.max(tables.Label.id).label("id")).group_by(tables.Label.comment_id).subquery()
-    )
+    newest = newest_label_ids()
     corrections = session.execute(
         select(
             tables.Comment.site_id,

@@ -17,7 +17,6 @@ from service.batching import Batcher
 from service.checks import check_batch, prepare_checks
 from service.console.auth import LoginGuard
 from service.db import make_engine, make_session_factory
-from service.deps import Services
 from service.engine import ModelHolder
 from service.fastpath import FastPath
 from service.intake import SiteCache
@@ -29,6 +28,7 @@ from service.ratelimit import RateLimiter, RateLimitMiddleware
 from service.retraining import retrain_hook, retrain_outcomes
 from service.routers import admin, akismet, comments, health, metrics, moderation, sites
 from service.routers import models as models_router
+from service.runtime import Services
 from service.security import KeyCache
 from service.settings import Settings
 from service.submissions import submission_batch

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from classifier import LoadedModel, Thresholds
 from service import tables
 from service.batching import Item
-from service.deps import Services
 from service.engine import Scored, attach, compute_verdicts, score_ahead, score_into
 from service.intake import (
     SiteRef,
@@ -29,6 +28,7 @@ from service.intake import (
     resolve_site,
     store_comment,
 )
+from service.runtime import Services
 from service.schemas import CheckIn, CommentOut
 from service.writes import insert_many
 

@@ -7,53 +7,20 @@ pool, and a hop there per dependency costs more than what most of them do.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from classifier import LoadedModel
 from service import security, users
-from service.batching import Batcher
-from service.console.auth import LoginGuard
-from service.db import SessionFactory
-from service.engine import ModelHolder
-from service.errors import ApiError, unauthorized
-from service.intake import SiteCache
-from service.memory import NearDuplicateMemory
-from service.metrics import ServiceCollector
-from service.moderation.labels import LabelHook
+from service.errors import unauthorized
+from service.problems import ApiError
 from service.queue import TaskQueue
-from service.ratelimit import RateLimiter
+from service.runtime import Services
 from service.settings import Settings
-
-
-@dataclass
-class Services:
-    """What the lifespan builds once per process and the routes share."""
-
-    settings: Settings
-    engine: Engine
-    sessions: SessionFactory
-    models: ModelHolder
-    queue: TaskQueue | None
-    keys: security.KeyCache = field(default_factory=security.KeyCache)
-    sites: SiteCache = field(default_factory=SiteCache)
-    # Called with the labels of each request once they are committed (service/moderation/labels.py).
-    label_hooks: list[LabelHook] = field(default_factory=list)
-    # The near-duplicate memory (service/memory.py); None without Redis or when disabled.
-    memory: NearDuplicateMemory | None = None
-    limiter: RateLimiter | None = None
-    metrics: ServiceCollector | None = None
-    # Batch `POST /v1/check` (service/checks.py) and `POST /v1/comments` (service/submissions.py).
-    checks: Batcher[Any, Any] | None = None
-    submissions: Batcher[Any, Any] | None = None
-    # The console's password checks, counted by `limiter`'s counters (service/console/auth.py).
-    login_guard: LoginGuard | None = None
 
 
 def services_of(request: Request) -> Services:

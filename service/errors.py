@@ -16,31 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.engine import ModelNotLoaded
 from service.intake import ExternalIdConflict, SiteLimitReached
+from service.problems import RETRY_AFTER_SECONDS, ApiError
 from service.schemas import ErrorOut
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = "5"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-
-
-class ApiError(Exception):
-    """An error the API answers with on purpose."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers = headers or {}
 
 
 def unauthorized(message: str) -> ApiError:

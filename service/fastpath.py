@@ -27,9 +27,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.deps import Services, api_key_of
-from service.errors import ApiError
+from service.deps import api_key_of
+from service.problems import ApiError
 from service.routers.comments import run_check, run_submit
+from service.runtime import Services
 from service.schemas import CheckIn, WebhookCommentIn
 
 Work = Callable[[Services, int, Any], Awaitable[Response]]

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import func, select
@@ -29,6 +29,7 @@ from classifier import LoadedModel, Thresholds
 from classifier.adapter import AdapterParams, SiteAdapter, rows
 from service import tables
 from service.engine import to_record
+from service.moderation.labels import newest_labels
 from service.settings import Settings
 from training.site_learning import learn_site
 
@@ -45,25 +46,6 @@ class Learned:
     version: int
     adapter: SiteAdapter
     thresholds: Thresholds | None
-
-
-def newest_labels(site_id: int | None = None) -> Any:
-    """The newest label row of each comment (of one site, or all), with its comment, test
-    traffic excluded, oldest label first: the labels that count, wherever labels are learned
-    from."""
-    newest_query = select(func.max(tables.Label.id).label("id")).group_by(tables.Label.comment_id)
-    if site_id is not None:
-        newest_query = newest_query.join(
-            tables.Comment, tables.Comment.id == tables.Label.comment_id
-        ).where(tables.Comment.site_id == site_id)
-    newest = newest_query.subquery()
-    return (
-        select(tables.Label, tables.Comment)
-        .join(newest, newest.c.id == tables.Label.id)
-        .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
-        .where(tables.Comment.is_test.is_(False))
-        .order_by(tables.Label.created_at, tables.Label.id)
-    )
 
 
 def published_unlabelled(session: Session, site_id: int) -> int:

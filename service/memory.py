@@ -52,12 +52,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import redis
 from datasketch import MinHash, MinHashLSH
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from classifier import Decision, Thresholds
 from classifier.normalize import normalize_text
+from classifier.scoring import SPAM_DECISIONS
 from service import tables
 from service.db import SessionFactory
+from service.moderation.labels import newest_label_ids
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,7 +74,6 @@ SEED = 1
 DEFAULT_PREFIX = "commentguard:neardup"
 OUTAGE_BACKOFF_SECONDS = 2.0  # after a Redis error, queries skip the memory this long
 LABELS = ("spam", "ham")
-SPAM_DECISIONS = ("spam", "discard")
 _MULTIPLIER = np.uint64(1_000_003)
 _HALF = np.uint64(32)
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -251,7 +252,7 @@ class NearDuplicateMemory:
         spam_decision: str = "spam",
     ) -> None:
         if spam_decision not in SPAM_DECISIONS:
-            raise ValueError(f"spam_decision must be one of {SPAM_DECISIONS}")
+            raise ValueError(f"spam_decision must be one of {sorted(SPAM_DECISIONS)}")
         self.client = client
         self.threshold = threshold
         self.spam_decision = spam_decision
@@ -529,9 +530,7 @@ def rebuild(sessions: SessionFactory, memory: NearDuplicateMemory, batch: int = 
     while serving: each entry is ordered by its label's id, so a label applied meanwhile wins.
     Returns how many labels were remembered (texts too short to compare are not counted).
     """
-    newest = (
-        select(func.max(tables.Label.id).label("id")).group_by(tables.Label.comment_id).subquery()
-    )
+    newest = newest_label_ids()
     query = (
         select(
             tables.Label.id,

@@ -34,6 +34,7 @@ from sqlalchemy import case, func, select
 from classifier.artifact import active_version
 from service import tables
 from service.db import SessionFactory
+from service.moderation.labels import classify, newest_label_ids
 from service.queue import CALLBACKS_QUEUE, SCORING_QUEUE
 from service.settings import Settings
 
@@ -41,11 +42,17 @@ log = logging.getLogger(__name__)
 
 # Upper bounds of the scoring latency buckets, milliseconds.
 LATENCY_BUCKETS_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
-SPAM_VERDICTS = ("spam", "discard")
-HAM_VERDICTS = ("ham", "unsure")
 # Kombu's Redis transport keeps a queue's messages of priority p > 0 in a list of its own.
 _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_STEPS = (0, 3, 6, 9)
+
+# What a scored comment's newest label can say of its verdict (service.moderation.labels.classify).
+COUNTED_KINDS = (
+    tables.LabelKind.MISSED_SPAM,
+    tables.LabelKind.FALSE_POSITIVE,
+    tables.LabelKind.RESOLUTION,
+    tables.LabelKind.CONFIRMATION,
+)
 
 RetrainRuns = Callable[[], Iterable[str]]
 
@@ -53,19 +60,6 @@ RetrainRuns = Callable[[], Iterable[str]]
 def retrain_runs_by_outcome(outcomes: Iterable[str]) -> dict[str, int]:
     """Count retraining runs by outcome (e.g. "promoted", "rejected", "failed")."""
     return dict(Counter(outcomes))
-
-
-def label_kind(label: str, decision: str) -> str:
-    """What a comment's newest label says about our verdict.
-
-    A spam label on a ham or unsure verdict is missed spam; a ham label on a spam or discard
-    verdict is a false positive; anything else confirms the verdict.
-    """
-    if label == tables.LabelValue.SPAM and decision in HAM_VERDICTS:
-        return "missed_spam"
-    if label == tables.LabelValue.HAM and decision in SPAM_VERDICTS:
-        return "false_positive"
-    return "confirmation"
 
 
 @dataclass
@@ -108,11 +102,7 @@ def read_snapshot(sessions: SessionFactory) -> Snapshot:
             )
         ).all()
         snapshot.deliveries = {status: int(n) for status, n in deliveries}
-        newest = (
-            select(func.max(tables.Label.id).label("id"))
-            .group_by(tables.Label.comment_id)
-            .subquery()
-        )
+        newest = newest_label_ids()
         labels = session.execute(
             select(tables.Label.label, verdict.decision, func.count())
             .join(newest, newest.c.id == tables.Label.id)
@@ -121,9 +111,9 @@ def read_snapshot(sessions: SessionFactory) -> Snapshot:
             .where(tables.Label.created_comment.is_(False))
             .group_by(tables.Label.label, verdict.decision)
         ).all()
-        kinds: Counter[str] = Counter({"missed_spam": 0, "false_positive": 0, "confirmation": 0})
+        kinds: Counter[str] = Counter({kind.value: 0 for kind in COUNTED_KINDS})
         for label, decision, n in labels:
-            kinds[label_kind(label, decision)] += int(n)
+            kinds[classify(decision, tables.LabelValue(label)).value] += int(n)
         snapshot.labels = dict(kinds)
         duration = verdict.duration_ms
         row = session.execute(
@@ -226,7 +216,7 @@ class ServiceCollector(Collector):
         labels = CounterMetricFamily(
             "commentguard_labels",
             "Comments by what their newest label says of the verdict "
-            "(missed_spam, false_positive, confirmation)",
+            "(missed_spam, false_positive, resolution, confirmation)",
             labels=["kind"],
         )
         for kind, n in sorted(snap.labels.items()):

@@ -22,7 +22,8 @@ from sqlalchemy import func, select
 from service import tables
 from service.db import SessionFactory
 from service.engine import to_record
-from service.learning import newest_labels
+from service.moderation.labels import newest_labels
+from service.problems import unavailable_error
 from service.settings import Settings
 from training.corpora import load_bundled
 from training.gate import GateParams
@@ -149,8 +150,8 @@ def retrain_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def queue_run(settings: Settings, trigger: str) -> str:
-    """Record a new run as queued; returns its id (the caller queues the task)."""
+def record_queued(settings: Settings, trigger: str) -> str:
+    """Record a new run as queued; returns its id (`queue_retrain` queues its task)."""
     run_id = new_run_id()
     write_run(
         settings.models_dir,
@@ -158,6 +159,26 @@ def queue_run(settings: Settings, trigger: str) -> str:
         # To the microsecond: the run learns from the labels given before this moment.
         {"status": "queued", "trigger": trigger, "queued_at": datetime.now(UTC).isoformat()},
     )
+    return run_id
+
+
+def queue_retrain(settings: Settings, queue: TaskQueue | None, trigger: str) -> str:
+    """Record a new run as queued and queue its task: the one way a retrain is queued (the API,
+    the console, the label count). Returns the run's id; 503 when there is no task queue or it
+    cannot be reached (the run is then recorded as failed: a retrain asked for is not silently
+    dropped)."""
+    if queue is None:
+        raise unavailable_error(
+            "the task queue is not configured (COMMENTGUARD_REDIS_URL); "
+            "run `commentguard retrain` instead"
+        )
+    run_id = record_queued(settings, trigger)
+    try:
+        queue.retrain(run_id, trigger=trigger)
+    except Exception as exc:
+        log.warning("retrain %s not queued: %s", run_id, exc)
+        write_run(settings.models_dir, run_id, {"status": "failed", "error": f"not queued: {exc}"})
+        raise unavailable_error("the task queue is unavailable; retry later") from exc
     return run_id
 
 
@@ -281,12 +302,7 @@ def trigger_if_due(
     count = labels_since(sessions, _last_run_start(settings))
     if count < settings.retrain_label_count:
         return None
-    run_id = queue_run(settings, f"labels:{count}")
-    try:
-        queue.retrain(run_id, trigger=f"labels:{count}")
-    except Exception as exc:
-        write_run(settings.models_dir, run_id, {"status": "failed", "error": f"not queued: {exc}"})
-        raise
+    run_id = queue_retrain(settings, queue, f"labels:{count}")
     log.info("retrain %s queued: %d new labels", run_id, count)
     return run_id
 

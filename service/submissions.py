@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from service import logs, tables
 from service.batching import Item
-from service.deps import Services
 from service.intake import (
     SiteRef,
     check_resubmission,
@@ -28,6 +27,7 @@ from service.intake import (
     resolve_site,
     store_comment,
 )
+from service.runtime import Services
 from service.schemas import CommentOut, WebhookCommentIn
 from service.writes import insert_many
 

@@ -22,7 +22,8 @@ from service.console import auth, views
 from service.console.auth import ConsoleUser
 from service.console.web import PREFIX
 from service.deps import ServicesDep, SessionDep
-from service.errors import ApiError
+from service.problems import ApiError
+from service.retraining import queue_retrain
 from service.routers import models
 from service.settings import Settings
 
@@ -354,7 +355,7 @@ def models_page(
 @router.post("/models/retrain")
 def retrain_model(user: AdminDep, services: ServicesDep) -> Response:
     """Queue a retrain (admins), as `POST /v1/models/retrain` does."""
-    models.request_retrain(user.principal, services.settings, services.queue)
+    queue_retrain(services.settings, services.queue, "console")
     return RedirectResponse(f"{PREFIX}/models?done=retrain", status_code=303)
 
 

@@ -14,19 +14,19 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from classifier import registry
 from classifier.artifact import active_version
+from classifier.scoring import SPAM_DECISIONS
 from service import tables
 from service.console import charts, highlight, web
 from service.console.auth import ConsoleUser
-from service.deps import Services
-from service.errors import ApiError
-from service.moderation import labels
-from service.routers import moderation
-from service.schemas import BulkLabelIn, BulkLabelItem, LabelIn, QueueItemOut, ThresholdsIn
+from service.moderation import actions, labels, queries
+from service.problems import ApiError
+from service.runtime import Services
+from service.schemas import QueueItemOut, ThresholdsIn
 from training.retrain import list_runs
 
 DECISIONS = (
@@ -40,7 +40,6 @@ FILTER_KEYS = ("site", "decision", "since", "until", "q")
 MAX_SEARCH = 200
 # The queue's count stops here: counting a huge queue exactly would cost more than the page.
 COUNT_CAP = 1000
-UNDO_NOTE = "undo"
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ def queue_total(session: Session, user: ConsoleUser, filters: QueueFilters) -> i
     """How many comments the queue holds with these filters (COUNT_CAP + 1: more than the cap)."""
     if filters.site is not None and not user.principal.can_see(filters.site):
         return 0
-    total = moderation.queue_count(session, user.principal, cap=COUNT_CAP, **_queue_args(filters))
+    total = queries.queue_count(session, user.principal, cap=COUNT_CAP, **_queue_args(filters))
     session.commit()
     return total
 
@@ -215,7 +214,7 @@ def on_platform(decision: str | None, callback: bool) -> str:
         "Your decision stays in commentguard: this comment named no callback URL, so the "
         "platform keeps what it did with its answer. Through the Akismet API that answer was "
     )
-    if decision in labels.SPAM_DECISIONS:
+    if decision in SPAM_DECISIONS:
         return (
             f"{stays}spam (true): WordPress put it in Spam, or discarded it; its Not Spam "
             "button publishes it and labels it here too."
@@ -255,7 +254,7 @@ def queue_context(
     page_size = services.settings.console_page_size
     visible_site = filters.site is None or user.principal.can_see(filters.site)
     if visible_site:
-        page = moderation.queue_page(
+        page = queries.queue_page(
             session,
             user.principal,
             limit=page_size,
@@ -306,11 +305,10 @@ def label_one(
     user: ConsoleUser,
     comment_id: uuid.UUID,
     label: tables.LabelValue,
-) -> Any:
+) -> labels.AppliedLabel:
     """Label one comment exactly as `POST /v1/comments/{id}/label` does."""
-    return moderation.label_comment(
-        comment_id, LabelIn(label=label), user.principal, services, session
-    )
+    request = actions.LabelRequest(comment_id, label)
+    return actions.label_one(session, services, user.principal, request)
 
 
 def label_many(
@@ -319,128 +317,22 @@ def label_many(
     user: ConsoleUser,
     ids: Sequence[uuid.UUID],
     label: tables.LabelValue,
-) -> Any:
+) -> list[labels.AppliedLabel]:
     """Label comments together exactly as `POST /v1/labels` does (all or none)."""
-    body = BulkLabelIn(items=[BulkLabelItem(comment_id=i, label=label) for i in dict.fromkeys(ids)])
-    return moderation.label_comments(body, user.principal, services, session)
+    requests = [actions.LabelRequest(i, label) for i in dict.fromkeys(ids)]
+    return actions.label_many(session, services, user.principal, requests)
 
 
-@dataclass(frozen=True, slots=True)
-class Undone:
-    """An undone decision: the comment, and its label now (None: back in the queue)."""
-
-    comment_id: uuid.UUID
-    label: tables.LabelValue | None
-
-
-def undo_last(session: Session, services: Services, user: ConsoleUser) -> Undone | None:
-    """Undo the user's newest decision of this session that is still the comment's label.
-
-    A decision that replaced an earlier label is undone by applying that label again (a new,
-    audited label, called back like any other). A decision that was the comment's first label
-    is removed, which puts the comment back in the queue; its audit row stays (without its
-    label) and a `removed` event is added, so the log keeps both. That is refused once its
-    callback has been attempted (the platform has been told: label it again instead).
-    """
-    newest = (
-        select(tables.Label.id)
-        .where(tables.Label.comment_id == tables.LabelAudit.comment_id)
-        .order_by(tables.Label.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    audit = session.execute(
-        select(tables.LabelAudit)
-        .where(
-            tables.LabelAudit.user_id == user.principal.id,
-            tables.LabelAudit.source == tables.LabelSource.MODERATOR.value,
-            tables.LabelAudit.created_at >= user.since,
-            tables.LabelAudit.label_id == newest,
-            (tables.LabelAudit.note.is_(None)) | (tables.LabelAudit.note != UNDO_NOTE),
-        )
-        .order_by(tables.LabelAudit.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    if audit is None:
-        session.commit()
-        return None
-    if audit.before is not None:
-        previous = tables.LabelValue(audit.before)
-        applied = labels.apply_label(
-            session,
-            audit.comment_id,
-            previous,
-            tables.LabelSource.MODERATOR,
-            user.principal.name,
-            user_id=user.principal.id,
-            note=UNDO_NOTE,
-        )
-        session.commit()
-        labels.after_commit([applied], services.queue, services.label_hooks)
-        return Undone(audit.comment_id, previous)
-    assert audit.label_id is not None, "the query matched it to the comment's newest label"
-    event = labels.event_name(audit.label_id)
-    delivery = session.execute(
-        select(tables.CallbackDelivery).where(
-            tables.CallbackDelivery.comment_id == audit.comment_id,
-            tables.CallbackDelivery.event == event,
-        )
-    ).scalar_one_or_none()
-    if delivery is not None:
-        gone = session.execute(
-            delete(tables.CallbackDelivery).where(
-                tables.CallbackDelivery.id == delivery.id,
-                tables.CallbackDelivery.attempts == 0,
-                tables.CallbackDelivery.status == tables.DeliveryStatus.PENDING.value,
-            )
-        )
-        if getattr(gone, "rowcount", 0) != 1:
-            session.rollback()
-            raise ApiError(
-                409,
-                "already_called_back",
-                "the platform has already been told of this label: label the comment again "
-                "instead of undoing",
-            )
-    account_id = session.execute(
-        select(tables.Site.account_id)
-        .join(tables.Comment, tables.Comment.site_id == tables.Site.id)
-        .where(tables.Comment.id == audit.comment_id)
-    ).scalar_one()
-    removed = audit.label_id
-    session.execute(
-        update(tables.LabelAudit).where(tables.LabelAudit.label_id == removed).values(label_id=None)
-    )
-    session.execute(delete(tables.Label).where(tables.Label.id == removed))
-    session.add(
-        tables.LabelAudit(
-            comment_id=audit.comment_id,
-            user_id=user.principal.id,
-            actor=user.principal.name,
-            source=tables.LabelSource.MODERATOR.value,
-            before=audit.after,
-            after=None,
-            kind=tables.LabelKind.REMOVED.value,
-            decision=audit.decision,
-            note=UNDO_NOTE,
-        )
-    )
-    session.commit()
-    # The label hooks put it in the near-duplicate memory: take it out again, or its near-copies
-    # would still be decided by a label that no longer exists.
-    if services.memory is not None:
-        try:
-            services.memory.forget(audit.comment_id, account_id)
-        except Exception:
-            log.exception("undone label of %s left in the near-duplicate memory", audit.comment_id)
-    return Undone(audit.comment_id, None)
+def undo_last(session: Session, services: Services, user: ConsoleUser) -> actions.Undone | None:
+    """Undo the user's newest decision of this console session that is still in effect."""
+    return actions.undo_last(session, services, user.principal, user.since)
 
 
 def undone_context(
     session: Session,
     services: Services,
     user: ConsoleUser,
-    undone: Undone,
+    undone: actions.Undone,
     filters: QueueFilters,
 ) -> dict[str, Any]:
     """The undone comment as queue.html shows it (back in the queue, or its restored label)."""
@@ -456,7 +348,8 @@ def undone_context(
         "kind": None,
     }
     if undone.label is None:
-        history = moderation.comment_history(undone.comment_id, user.principal, session)
+        history = queries.comment_history(session, user.principal, undone.comment_id)
+        session.commit()
         context["item"] = item_view(history.comment)
     return context
 
@@ -467,7 +360,8 @@ def undone_context(
 def comment_context(
     session: Session, services: Services, user: ConsoleUser, comment_id: uuid.UUID
 ) -> dict[str, Any]:
-    history = moderation.comment_history(comment_id, user.principal, session)
+    history = queries.comment_history(session, user.principal, comment_id)
+    session.commit()
     return {
         "page": "queue",
         "user": user,
@@ -481,8 +375,8 @@ def comment_context(
 
 
 def sites_context(session: Session, services: Services, user: ConsoleUser) -> dict[str, Any]:
-    stats = moderation.site_stats(
-        session, user.principal, model_thresholds=moderation.model_thresholds(services)
+    stats = queries.site_stats(
+        session, user.principal, model_thresholds=actions.model_thresholds(services)
     )
     session.commit()
     return {
@@ -538,7 +432,7 @@ def save_thresholds(
     if body is None:
         return errors
     try:
-        moderation.update_site_thresholds(
+        actions.update_site_thresholds(
             session, services, user.principal, site_id, body, source="console"
         )
     except ApiError as exc:
@@ -584,11 +478,7 @@ def labelled_scores(
 ) -> tuple[list[float], list[bool]]:
     """Scores by model `version` of the comments since labelled, with their (newest) labels,
     on the sites the user may see."""
-    newest = (
-        select(tables.Label.comment_id, func.max(tables.Label.id).label("id"))
-        .group_by(tables.Label.comment_id)
-        .subquery()
-    )
+    newest = labels.newest_label_ids()
     query = (
         select(tables.Verdict.score, tables.Label.label)
         .join(tables.Comment, tables.Comment.id == tables.Verdict.comment_id)

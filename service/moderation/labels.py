@@ -1,4 +1,5 @@
-"""Applying a label: the one path every label takes (moderators, bulk, Akismet feedback).
+"""Applying a label: the one path every label takes (moderators, bulk, Akismet feedback), and
+the one way one is taken back (`remove_label`, the console's undo).
 
 `apply_label` writes the `labels` row (the source of truth: the newest row wins) and its
 `label_audit` row (before, after, who, what it says about the verdict), and, for a moderator's
@@ -15,10 +16,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import (
+    Select,
+    SQLColumnExpression,
+    Subquery,
+    and_,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from classifier import Decision
+from classifier.scoring import SPAM_DECISIONS
 from service import tables
 from service.queue import TaskQueue
 from service.schemas import CommentOut, LabelCallbackBody, LabelEventOut
@@ -26,7 +38,6 @@ from service.schemas import CommentOut, LabelCallbackBody, LabelEventOut
 log = logging.getLogger(__name__)
 
 LABEL_EVENT_PREFIX = "label:"
-SPAM_DECISIONS = frozenset({Decision.SPAM.value, Decision.DISCARD.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +63,7 @@ LabelHook = Callable[[Sequence[AppliedLabel]], None]
 
 
 def classify(decision: str | None, label: tables.LabelValue) -> tables.LabelKind:
-    """What a label says about a verdict.
+    """What a label says about a verdict: the one definition (audit rows, statistics, metrics).
 
     A spam label on an `unsure` verdict is no missed spam: unsure comments are held for a
     moderator, and deciding them is the moderator's job (a resolution).
@@ -69,13 +80,63 @@ def classify(decision: str | None, label: tables.LabelValue) -> tables.LabelKind
     return tables.LabelKind.CONFIRMATION
 
 
-def current_label(session: Session, comment_id: uuid.UUID) -> tables.LabelValue | None:
-    """A comment's label: its newest labels row, or None."""
-    value = session.execute(
-        select(tables.Label.label)
+def kind_in_sql(decision: SQLColumnExpression[str], label: SQLColumnExpression[str]) -> Any:
+    """`classify` as a SQL expression, to count kinds in the database (a test holds the two
+    to the same answers)."""
+    said_spam = decision.in_(sorted(SPAM_DECISIONS))
+    kind = tables.LabelKind
+    return case(
+        (decision.is_(None), kind.UNSCORED.value),
+        (decision == Decision.UNSURE.value, kind.RESOLUTION.value),
+        (and_(label == tables.LabelValue.HAM.value, said_spam), kind.FALSE_POSITIVE.value),
+        (and_(label == tables.LabelValue.SPAM.value, ~said_spam), kind.MISSED_SPAM.value),
+        else_=kind.CONFIRMATION.value,
+    )
+
+
+# --- the newest label: a comment's label is its labels row with the highest id -----------------
+
+
+def newest_label_id(comment_id: uuid.UUID | SQLColumnExpression[uuid.UUID]) -> Any:
+    """The id of a comment's newest label, as a scalar subquery (`comment_id` a value, or a
+    column to correlate with)."""
+    return (
+        select(tables.Label.id)
         .where(tables.Label.comment_id == comment_id)
         .order_by(tables.Label.id.desc())
         .limit(1)
+        .scalar_subquery()
+    )
+
+
+def newest_label_ids(site_id: int | None = None) -> Subquery:
+    """Each labelled comment's newest label id (columns `comment_id`, `id`), of one site or all."""
+    query = select(tables.Label.comment_id, func.max(tables.Label.id).label("id"))
+    if site_id is not None:
+        query = query.join(tables.Comment, tables.Comment.id == tables.Label.comment_id).where(
+            tables.Comment.site_id == site_id
+        )
+    return query.group_by(tables.Label.comment_id).subquery()
+
+
+def newest_labels(site_id: int | None = None) -> Select[tables.Label, tables.Comment]:
+    """The newest label row of each comment (of one site, or all), with its comment, test
+    traffic excluded, oldest label first: the labels that count, wherever labels are learned
+    from."""
+    newest = newest_label_ids(site_id)
+    return (
+        select(tables.Label, tables.Comment)
+        .join(newest, newest.c.id == tables.Label.id)
+        .join(tables.Comment, tables.Comment.id == tables.Label.comment_id)
+        .where(tables.Comment.is_test.is_(False))
+        .order_by(tables.Label.created_at, tables.Label.id)
+    )
+
+
+def current_label(session: Session, comment_id: uuid.UUID) -> tables.LabelValue | None:
+    """A comment's label: its newest labels row, or None."""
+    value = session.execute(
+        select(tables.Label.label).where(tables.Label.id == newest_label_id(comment_id))
     ).scalar_one_or_none()
     return tables.LabelValue(value) if value is not None else None
 
@@ -206,6 +267,63 @@ def after_commit(
             hook(applied)
         except Exception:
             log.exception("label hook %r failed on %d labels", hook, len(applied))
+
+
+class AlreadyCalledBack(Exception):
+    """The label's callback has been attempted: the platform knows it, so it cannot be removed."""
+
+
+def remove_label(
+    session: Session, audit: tables.LabelAudit, user_id: int | None, actor: str | None, note: str
+) -> int:
+    """Take back a comment's first label, in the session's transaction (the caller commits): the
+    comment is back in the queue. `audit` is the label's audit row; it stays (without its label)
+    and a `removed` event is added, so the log keeps both. Its callback, if still pending and
+    never attempted, goes with it; AlreadyCalledBack (rolled back) once it has been attempted.
+    Returns the comment's account id (the caller takes it out of the near-duplicate memory).
+    """
+    assert audit.label_id is not None, "a removed label has no label to remove"
+    removed = audit.label_id
+    delivery = session.execute(
+        select(tables.CallbackDelivery).where(
+            tables.CallbackDelivery.comment_id == audit.comment_id,
+            tables.CallbackDelivery.event == event_name(removed),
+        )
+    ).scalar_one_or_none()
+    if delivery is not None:
+        gone = session.execute(
+            delete(tables.CallbackDelivery).where(
+                tables.CallbackDelivery.id == delivery.id,
+                tables.CallbackDelivery.attempts == 0,
+                tables.CallbackDelivery.status == tables.DeliveryStatus.PENDING.value,
+            )
+        )
+        if getattr(gone, "rowcount", 0) != 1:
+            session.rollback()
+            raise AlreadyCalledBack(f"label {removed} has been called back")
+    account_id: int = session.execute(
+        select(tables.Site.account_id)
+        .join(tables.Comment, tables.Comment.site_id == tables.Site.id)
+        .where(tables.Comment.id == audit.comment_id)
+    ).scalar_one()
+    session.execute(
+        update(tables.LabelAudit).where(tables.LabelAudit.label_id == removed).values(label_id=None)
+    )
+    session.execute(delete(tables.Label).where(tables.Label.id == removed))
+    session.add(
+        tables.LabelAudit(
+            comment_id=audit.comment_id,
+            user_id=user_id,
+            actor=actor,
+            source=tables.LabelSource.MODERATOR.value,
+            before=audit.after,
+            after=None,
+            kind=tables.LabelKind.REMOVED.value,
+            decision=audit.decision,
+            note=note,
+        )
+    )
+    return account_id
 
 
 def render_label_callback(

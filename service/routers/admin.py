@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from service import audit, errors, security, tables, users
 from service.deps import AdminUser, ServicesDep, SessionDep, UserPrincipal
-from service.errors import ApiError
+from service.problems import ApiError
 from service.schemas import AdminAuditOut, ApiKeyOut, TokensRevokedOut, UserOut
 from service.tables import MAX_ROW_ID
 

@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from service import errors, tables
 from service.callbacks import UnsafeCallbackURL, check_callback_url, needs_lookup
 from service.checks import CheckRequest
-from service.deps import AccountId, Services, SessionDep, services_of
-from service.errors import ApiError
+from service.deps import AccountId, SessionDep, services_of
 from service.intake import normalise_site_url, resolve_site
 from service.privacy import protect
+from service.problems import ApiError
+from service.runtime import Services
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
 from service.settings import Settings
 from service.submissions import Accepted, Submission

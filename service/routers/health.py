@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from service import errors
 from service.db import ping
 from service.deps import ServicesDep
+from service.problems import RETRY_AFTER_SECONDS
 from service.schemas import HealthOut, ReadyOut
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def readyz(services: ServicesDep) -> ReadyOut | JSONResponse:
             "not_ready",
             "; ".join(f"{name}: {state}" for name, state in failed.items()),
             details=checks,
-            headers={"Retry-After": errors.RETRY_AFTER_SECONDS},
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
     version = services.models.current.version
     return ReadyOut(status="ready", checks=checks, model_version=version)

@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from service import errors
 from service.deps import ServicesDep
-from service.errors import ApiError
 from service.metrics import render
+from service.problems import ApiError
 
 router = APIRouter(tags=["metrics"])
 

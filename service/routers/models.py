@@ -10,10 +10,10 @@ from classifier.artifact import ArtifactError, active_version, list_versions
 from classifier.registry import activate, versions
 from service import errors
 from service.deps import AdminUser, CurrentUser, QueueDep, SettingsDep
-from service.errors import ApiError
-from service.retraining import queue_run
+from service.problems import ApiError
+from service.retraining import queue_retrain
 from service.schemas import ActivatedOut, ModelsOut, ModelVersionOut, RetrainQueuedOut
-from training.retrain import list_runs, read_run, write_run
+from training.retrain import list_runs, read_run
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -35,25 +35,7 @@ def list_models(_user: CurrentUser, settings: SettingsDep) -> ModelsOut:
 )
 def request_retrain(_admin: AdminUser, settings: SettingsDep, queue: QueueDep) -> RetrainQueuedOut:
     """Queue a retrain; its outcome is at the returned url."""
-    if queue is None:
-        raise ApiError(
-            503,
-            "unavailable",
-            "the task queue is not configured (COMMENTGUARD_REDIS_URL); "
-            "run `commentguard retrain` instead",
-            headers={"Retry-After": errors.RETRY_AFTER_SECONDS},
-        )
-    run_id = queue_run(settings, "api")
-    try:
-        queue.retrain(run_id)
-    except Exception as exc:
-        write_run(settings.models_dir, run_id, {"status": "failed", "error": f"not queued: {exc}"})
-        raise ApiError(
-            503,
-            "unavailable",
-            "the task queue is unavailable; retry later",
-            headers={"Retry-After": errors.RETRY_AFTER_SECONDS},
-        ) from exc
+    run_id = queue_retrain(settings, queue, "api")
     return RetrainQueuedOut(run_id=run_id, status="queued", url=f"/v1/models/runs/{run_id}")
 
 

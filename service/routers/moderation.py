@@ -7,71 +7,31 @@ did not exist.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import logging
-import re
 import uuid
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.routing import APIRoute
-from pydantic import TypeAdapter
-from sqlalchemy import (
-    Boolean,
-    ColumnElement,
-    Select,
-    SQLColumnExpression,
-    and_,
-    case,
-    exists,
-    func,
-    literal,
-    literal_column,
-    or_,
-    select,
-    true,
-)
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session, aliased, contains_eager
 
-from classifier import Decision, Thresholds
-from service import audit, errors, tables, users
-from service.deps import (
-    AdminUser,
-    CurrentUser,
-    Services,
-    ServicesDep,
-    SessionDep,
-    UserPrincipal,
-)
-from service.errors import ApiError
-from service.moderation import labels
+from service import errors, tables, users
+from service.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
+from service.moderation import actions, labels, queries
+from service.moderation.queries import DecisionFilter, Order
 from service.schemas import (
     AppliedLabelOut,
-    AuditOut,
     BulkLabelIn,
     BulkLabelOut,
-    DeliveryOut,
     HistoryOut,
     LabelCallbackBody,
     LabelIn,
     MeOut,
-    QueueItemOut,
     QueuePageOut,
-    SiteStatsOut,
     SiteThresholdsOut,
     StatsOut,
     ThresholdsIn,
-    ThresholdsOut,
     UserOut,
     UtcDateTime,
 )
-from service.site_thresholds import InvalidThresholds, SiteThresholds, set_site_thresholds
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["moderation"])
 
@@ -93,191 +53,11 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return answers
 
 
-def _visible(user: UserPrincipal) -> ColumnElement[bool]:
-    """The comments of the sites the user may see."""
-    if user.site_ids is None:
-        return true()
-    return tables.Comment.site_id.in_(sorted(user.site_ids))
-
-
-def _visible_comment(session: Session, user: UserPrincipal, comment_id: uuid.UUID) -> int:
-    """The comment's site id, or 404 if it does not exist or is on a site the user cannot see."""
-    site_id = session.execute(
-        select(tables.Comment.site_id).where(tables.Comment.id == comment_id)
-    ).scalar_one_or_none()
-    if site_id is None or not user.can_see(site_id):
-        raise ApiError(404, "not_found", f"no comment {comment_id}")
-    return site_id
-
-
-def _check_site(user: UserPrincipal, site: int | None) -> None:
-    if site is not None and not user.can_see(site):
-        raise ApiError(404, "not_found", f"no site {site}")
-
-
 # --- the queue ---------------------------------------------------------------------------
 
 SiteFilter = Annotated[
     int | None, Query(ge=1, le=tables.MAX_ROW_ID, description="Only this site (its id).")
 ]
-Order = Literal["uncertainty", "newest"]
-DecisionFilter = Literal["unsure", "ham", "spam", "discard", "all"]
-
-
-_CURSOR_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDateTime)
-
-
-def _encode_cursor(value: Any, comment_id: uuid.UUID) -> str:
-    raw = json.dumps([value, str(comment_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, order: Order) -> tuple[Any, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, comment_id = json.loads(raw)
-        if order == "uncertainty":
-            value = float(value)
-        else:
-            value = _CURSOR_TIME.validate_python(datetime.fromisoformat(value))
-        return value, uuid.UUID(comment_id)
-    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        # What went wrong inside is ours to know: the caller learns only that the cursor is bad.
-        message = "the cursor is not one this endpoint returned (with the same order)"
-        raise ApiError(
-            422,
-            "invalid_cursor",
-            message,
-            details=[{"loc": ["query", "cursor"], "msg": message, "type": "invalid_cursor"}],
-        ) from exc
-
-
-class _FoldedLike(ColumnElement[bool]):
-    """`column` matches the LIKE `pattern` ignoring case: ILIKE on PostgreSQL; plain LIKE on
-    SQLite, which ignores ASCII case already (as its lower() does), so no lower() per row."""
-
-    inherit_cache = True
-    type = Boolean()
-
-    def __init__(self, column: SQLColumnExpression[str], pattern: str) -> None:
-        self.column = column
-        self.pattern = literal(pattern)
-
-
-@compiles(_FoldedLike)
-def _folded_like(element: _FoldedLike, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)
-    pattern = compiler.process(element.pattern, **kw)
-    return f"{column} ILIKE {pattern} ESCAPE '/'"
-
-
-@compiles(_FoldedLike, "sqlite")
-def _folded_like_sqlite(element: _FoldedLike, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)
-    pattern = compiler.process(element.pattern, **kw)
-    return f"{column} LIKE {pattern} ESCAPE '/'"
-
-
-def _uncertainty() -> ColumnElement[float]:
-    # 0.5 written into the SQL, not bound: only then does the expression match the index
-    # ix_verdicts_queue (SQLite and PostgreSQL compare index expressions as written).
-    return func.abs(tables.Verdict.score - literal_column("0.5"))
-
-
-def queue_select(
-    user: UserPrincipal,
-    *,
-    site: int | None = None,
-    decision: str = "unsure",
-    since: datetime | None = None,
-    until: datetime | None = None,
-    search: str | None = None,
-) -> Select[tables.Comment, str, float]:
-    """The queue's comments (scored, unlabelled, not tests, on the user's sites) with their
-    site URL and uncertainty, filtered; unordered. Shared by the API and the console."""
-    comment = tables.Comment
-    uncertainty = _uncertainty().label("uncertainty")
-    labelled = exists().where(tables.Label.comment_id == comment.id)
-    query = (
-        select(comment, tables.Site.url, uncertainty)
-        .join(tables.Verdict, tables.Verdict.comment_id == comment.id)
-        .join(tables.Site, tables.Site.id == comment.site_id)
-        .where(_visible(user), ~labelled, comment.is_test.is_(False))
-    )
-    if site is not None:
-        query = query.where(comment.site_id == site)
-    if decision != "all":
-        query = query.where(tables.Verdict.decision == Decision(decision).value)
-    if since is not None:
-        query = query.where(comment.received_at >= since)
-    if until is not None:
-        query = query.where(comment.received_at < until)
-    if search:
-        pattern = "%" + re.sub(r"([%_/])", r"/\1", search) + "%"
-        columns = (
-            comment.content,
-            comment.author,
-            comment.author_email,
-            comment.author_url,
-            comment.user_ip,
-        )
-        query = query.where(or_(*(_FoldedLike(column, pattern) for column in columns)))
-    return query
-
-
-def queue_count(
-    session: Session, user: UserPrincipal, *, cap: int | None = None, **filters: Any
-) -> int:
-    """How many comments `queue_select(user, **filters)` holds; with `cap`, counting stops
-    past it (the answer is then cap + 1), which keeps a count of a huge queue cheap."""
-    query = queue_select(user, **filters).with_only_columns(
-        tables.Comment.id, maintain_column_froms=True
-    )
-    if cap is not None:
-        query = query.limit(cap + 1)
-    counted = select(func.count()).select_from(query.subquery())
-    return int(session.execute(counted).scalar_one())
-
-
-def queue_page(
-    session: Session,
-    user: UserPrincipal,
-    *,
-    order: Order = "uncertainty",
-    limit: int = 50,
-    cursor: str | None = None,
-    **filters: Any,
-) -> QueuePageOut:
-    """One keyset-paginated page of the queue (see `queue_select` for the filters)."""
-    comment = tables.Comment
-    uncertainty = _uncertainty()
-    # The verdicts come with the rows (the query joins them already): no second query.
-    query = queue_select(user, **filters).options(contains_eager(comment.verdict))
-    if order == "uncertainty":
-        if cursor is not None:
-            value, after = _decode_cursor(cursor, order)
-            query = query.where(
-                or_(uncertainty > value, and_(uncertainty == value, comment.id > after))
-            )
-        query = query.order_by(uncertainty, comment.id)
-    else:
-        if cursor is not None:
-            value, after = _decode_cursor(cursor, order)
-            query = query.where(
-                or_(
-                    comment.received_at < value,
-                    and_(comment.received_at == value, comment.id < after),
-                )
-            )
-        query = query.order_by(comment.received_at.desc(), comment.id.desc())
-    rows = session.execute(query.limit(limit + 1)).all()
-    items = [QueueItemOut.from_row(row[0], row[1]) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last, _, last_uncertainty = rows[limit - 1]
-        value = last_uncertainty if order == "uncertainty" else last.received_at.isoformat()
-        next_cursor = _encode_cursor(value, last.id)
-    return QueuePageOut(items=items, next_cursor=next_cursor)
 
 
 @router.get(
@@ -308,8 +88,8 @@ def moderation_queue(
     ] = None,
 ) -> QueuePageOut:
     """Scored comments with no label yet, on the sites the user may see (keyset-paginated)."""
-    _check_site(user, site)
-    page = queue_page(
+    queries.check_site(user, site)
+    page = queries.queue_page(
         session,
         user,
         order=order,
@@ -355,19 +135,8 @@ def label_comment(
     session: SessionDep,
 ) -> AppliedLabelOut:
     """Label a comment spam or ham; the newest label wins and the platform is called back."""
-    _visible_comment(session, user, comment_id)
-    applied = labels.apply_label(
-        session,
-        comment_id,
-        body.label,
-        tables.LabelSource.MODERATOR,
-        user.name,
-        user_id=user.id,
-        note=body.note,
-    )
-    session.commit()
-    labels.after_commit([applied], services.queue, services.label_hooks)
-    return _out(applied)
+    request = actions.LabelRequest(comment_id, body.label, body.note)
+    return _out(actions.label_one(session, services, user, request))
 
 
 @router.post(
@@ -380,131 +149,12 @@ def label_comments(
     body: BulkLabelIn, user: CurrentUser, services: ServicesDep, session: SessionDep
 ) -> BulkLabelOut:
     """Label many comments atomically (404 and none labelled if any is unknown); each calls back."""
-    wanted = {item.comment_id for item in body.items}
-    rows = session.execute(
-        select(tables.Comment.id, tables.Comment.site_id).where(tables.Comment.id.in_(wanted))
-    ).all()
-    found = {comment_id: site_id for comment_id, site_id in rows}
-    missing = sorted(str(cid) for cid in wanted if cid not in found or not user.can_see(found[cid]))
-    if missing:
-        raise ApiError(
-            404,
-            "not_found",
-            f"{len(missing)} of the comments do not exist; nothing was labelled",
-            details=[{"comment_id": cid} for cid in missing],
-        )
-    applied = [
-        labels.apply_label(
-            session,
-            item.comment_id,
-            item.label,
-            tables.LabelSource.MODERATOR,
-            user.name,
-            user_id=user.id,
-            note=item.note,
-        )
-        for item in body.items
-    ]
-    session.commit()
-    labels.after_commit(applied, services.queue, services.label_hooks)
+    requests = [actions.LabelRequest(i.comment_id, i.label, i.note) for i in body.items]
+    applied = actions.label_many(session, services, user, requests)
     return BulkLabelOut(applied=[_out(a) for a in applied])
 
 
 # --- statistics --------------------------------------------------------------------------
-
-
-def site_stats(
-    session: Session,
-    user: UserPrincipal,
-    site: int | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    model_thresholds: Thresholds | None = None,
-) -> list[SiteStatsOut]:
-    """Per-site counts of the comments received in [since, until), for the user's sites.
-
-    With `model_thresholds` (the model's in use), each site also shows the thresholds its
-    comments are decided with.
-
-    Each comment counts once, by its verdict and its newest label. Test comments and those
-    brought in by Akismet feedback (never checked) are left out, as in key-sites.
-    """
-    comment, verdict, label = tables.Comment, tables.Verdict, tables.Label
-    decision = verdict.decision
-    newest = (
-        select(label.comment_id, func.max(label.id).label("id"))
-        .group_by(label.comment_id)
-        .subquery()
-    )
-    feedback = aliased(tables.Label)  # the outer query joins the newest label already
-    brought_in = exists().where(
-        feedback.comment_id == comment.id, feedback.created_comment.is_(True)
-    )
-
-    def count(condition: ColumnElement[bool]) -> Any:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    spam_decisions = sorted(labels.SPAM_DECISIONS)
-    query = (
-        select(
-            comment.site_id,
-            count(verdict.id.is_not(None)),
-            count(decision == "ham"),
-            count(decision == "unsure"),
-            count(decision == "spam"),
-            count(decision == "discard"),
-            count(verdict.id.is_(None)),
-            count(label.label == "spam"),
-            count(label.label == "ham"),
-            count(and_(label.label == "spam", decision == "ham")),
-            count(and_(label.label == "ham", decision.in_(spam_decisions))),
-            count(and_(decision == "unsure", label.id.is_(None))),
-        )
-        .select_from(comment)
-        .outerjoin(verdict, verdict.comment_id == comment.id)
-        .outerjoin(newest, newest.c.comment_id == comment.id)
-        .outerjoin(label, label.id == newest.c.id)
-        .where(_visible(user), comment.is_test.is_(False), ~brought_in)
-        .group_by(comment.site_id)
-    )
-    sites_query = select(tables.Site).order_by(tables.Site.id)
-    if user.site_ids is not None:
-        sites_query = sites_query.where(tables.Site.id.in_(sorted(user.site_ids)))
-    if site is not None:
-        query = query.where(comment.site_id == site)
-        sites_query = sites_query.where(tables.Site.id == site)
-    if since is not None:
-        query = query.where(comment.received_at >= since)
-    if until is not None:
-        query = query.where(comment.received_at < until)
-    counts = {row[0]: [int(v) for v in row[1:]] for row in session.execute(query).all()}
-    out = []
-    for row in session.execute(sites_query).scalars():
-        if user.site_ids is None and site is None and row.id not in counts:
-            continue  # an admin's list: the sites with comments in the period
-        values = counts.get(row.id, [0] * 11)
-        own = SiteThresholds.of(row)
-        out.append(
-            SiteStatsOut(
-                site_id=row.id,
-                site=row.url,
-                account_id=row.account_id,
-                thresholds=_thresholds_out(own, model_thresholds),
-                own_thresholds=ThresholdsIn(**own.to_dict()),
-                checked=values[0],
-                ham=values[1],
-                unsure=values[2],
-                spam=values[3],
-                discard=values[4],
-                pending=values[5],
-                labelled_spam=values[6],
-                labelled_ham=values[7],
-                missed_spam=values[8],
-                false_positives=values[9],
-                unlabelled_unsure=values[10],
-            )
-        )
-    return out
 
 
 @router.get("/moderation/stats", response_model=StatsOut, responses=_responses(401, 404, 503))
@@ -517,66 +167,14 @@ def moderation_stats(
     until: Annotated[UtcDateTime | None, Query(description="…and before then.")] = None,
 ) -> StatsOut:
     """Per-site counts: checked, each decision, labels, missed spam and false positives."""
-    _check_site(user, site)
-    result = site_stats(session, user, site, since, until, model_thresholds(services))
+    queries.check_site(user, site)
+    thresholds = actions.model_thresholds(services)
+    result = queries.site_stats(session, user, site, since, until, thresholds)
     session.commit()
     return StatsOut(sites=result)
 
 
 # --- per-site thresholds (admins) --------------------------------------------------------
-
-
-def model_thresholds(services: Services) -> Thresholds | None:
-    """The thresholds of the model in use (with the deployment's overrides); None if none."""
-    services.models.reload_if_changed()
-    return services.models.current.thresholds if services.models.loaded else None
-
-
-def _thresholds_out(own: SiteThresholds, model: Thresholds | None) -> ThresholdsOut | None:
-    if model is None:
-        return None
-    return ThresholdsOut(**own.effective(model).to_dict())
-
-
-def update_site_thresholds(
-    session: Session,
-    services: Services,
-    admin: UserPrincipal,
-    site_id: int,
-    body: ThresholdsIn,
-    source: str = "api",
-) -> SiteThresholdsOut:
-    """Set (null: reset to the model's) a site's thresholds, audited; 404 if no such site, 422
-    if the merged thresholds are out of order. Shared by the API and the console."""
-    site = session.get(tables.Site, site_id)
-    if site is None:
-        raise ApiError(404, "not_found", f"no site {site_id}")
-    before = SiteThresholds.of(site).to_dict()
-    values = SiteThresholds(body.unsure, body.spam, body.discard, str(site.id))
-    model = model_thresholds(services)
-    try:
-        set_site_thresholds(site, values, model)
-    except InvalidThresholds as exc:
-        session.rollback()
-        raise ApiError(422, "invalid_thresholds", str(exc), details=exc.details) from exc
-    url, account_id = site.url, site.account_id
-    audit.record(
-        session,
-        audit.Actor(admin.name, source, admin.id),
-        tables.AdminAction.THRESHOLDS_SET,
-        f"site:{site_id}",
-        before=before,
-        after=values.to_dict(),
-    )
-    session.commit()
-    services.sites.forget(account_id, url)  # at once here; other processes within their TTL
-    log.info("site %s thresholds set to %s by %s", site_id, values.to_dict(), admin.name)
-    return SiteThresholdsOut(
-        site_id=site_id,
-        site=url,
-        own=ThresholdsIn(**values.to_dict()),
-        effective=_thresholds_out(values, model),
-    )
 
 
 @router.put(
@@ -592,7 +190,7 @@ def put_site_thresholds(
     session: SessionDep,
 ) -> SiteThresholdsOut:
     """Set a site's own decision thresholds (admins); null or missing resets to the model's."""
-    return update_site_thresholds(session, services, admin, site_id, body)
+    return actions.update_site_thresholds(session, services, admin, site_id, body)
 
 
 # --- a comment's history -----------------------------------------------------------------
@@ -605,53 +203,7 @@ def put_site_thresholds(
 )
 def comment_history(comment_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> HistoryOut:
     """A comment with its verdict, its label, every label event and every callback."""
-    site_id = _visible_comment(session, user, comment_id)
-    comment = session.get(tables.Comment, comment_id)
-    site = session.get(tables.Site, site_id)
-    assert comment is not None and site is not None
-    audit = session.execute(
-        select(tables.LabelAudit)
-        .where(tables.LabelAudit.comment_id == comment_id)
-        .order_by(tables.LabelAudit.id)
-    ).scalars()
-    deliveries = session.execute(
-        select(tables.CallbackDelivery)
-        .where(tables.CallbackDelivery.comment_id == comment_id)
-        .order_by(tables.CallbackDelivery.created_at, tables.CallbackDelivery.event)
-    ).scalars()
-    result = HistoryOut(
-        comment=QueueItemOut.from_row(comment, site.url),
-        label=labels.current_label(session, comment_id),
-        audit=[
-            AuditOut(
-                id=a.id,
-                label_id=a.label_id,
-                actor=a.actor,
-                user_id=a.user_id,
-                source=tables.LabelSource(a.source),
-                before=tables.LabelValue(a.before) if a.before else None,
-                after=tables.LabelValue(a.after) if a.after else None,
-                kind=tables.LabelKind(a.kind),
-                decision=a.decision,
-                note=a.note,
-                created_at=a.created_at,
-            )
-            for a in audit
-        ],
-        deliveries=[
-            DeliveryOut(
-                id=d.id,
-                event=d.event,
-                status=tables.DeliveryStatus(d.status),
-                attempts=d.attempts,
-                last_status_code=d.last_status_code,
-                last_error=d.last_error,
-                created_at=d.created_at,
-                delivered_at=d.delivered_at,
-            )
-            for d in deliveries
-        ],
-    )
+    result = queries.comment_history(session, user, comment_id)
     session.commit()
     return result
 

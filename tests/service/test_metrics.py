@@ -13,12 +13,13 @@ from sqlalchemy import update
 from classifier.artifact import active_version
 from service import db, tables
 from service.metrics import (
+    COUNTED_KINDS,
     LATENCY_BUCKETS_MS,
     ServiceCollector,
-    label_kind,
     render,
     retrain_runs_by_outcome,
 )
+from service.moderation.labels import classify
 from service.queue import TaskQueue
 from service.settings import Settings
 from tests.service.conftest import create_account, serve_app
@@ -107,9 +108,9 @@ def test_count_comments_labels_and_latency_the_same_from_every_process(
             )
         )
         session.commit()
-    expected_kinds = {"missed_spam": 0, "false_positive": 0, "confirmation": 0}
+    expected_kinds = {kind.value: 0 for kind in COUNTED_KINDS}
     for comment_id, label in ((ids[0], "spam"), (ids[2], "ham"), (ids[1], "ham")):
-        expected_kinds[label_kind(label, decisions[comment_id])] += 1
+        expected_kinds[classify(decisions[comment_id], tables.LabelValue(label)).value] += 1
 
     after_first, after_second = scrape(first), scrape(second)
     assert after_first == after_second  # any process answers with the same figures
@@ -260,12 +261,3 @@ def test_count_retraining_runs_from_the_hook(
         collector.close()
     assert 'commentguard_retrain_runs_total{outcome="promoted"} 2.0' in text
     assert 'commentguard_retrain_runs_total{outcome="failed"} 1.0' in text
-
-
-def test_classify_labels_against_verdicts() -> None:
-    assert label_kind("spam", "ham") == "missed_spam"
-    assert label_kind("spam", "unsure") == "missed_spam"
-    assert label_kind("ham", "spam") == "false_positive"
-    assert label_kind("ham", "discard") == "false_positive"
-    assert label_kind("ham", "ham") == "confirmation"
-    assert label_kind("spam", "discard") == "confirmation"
