@@ -143,7 +143,7 @@ def main() -> None:
             sys.executable,
             "-m",
             "uvicorn",
-            "service.app:create_app",
+            "service.api.app:create_app",
             "--factory",
             "--host",
             "127.0.0.1",
@@ -201,7 +201,7 @@ Command: `.venv/bin/python bench/akismet_client.py` ({figures["calls"]:,} timed 
 {", ".join(f"{x:.1f}" for x in load_before)} when the run started (the client, the server and
 anything else running share the cores).
 
-`akismet.SyncClient.comment_check` (akismet {AKISMET_VERSION} from PyPI) against `uvicorn service.app:create_app`
+`akismet.SyncClient.comment_check` (akismet {AKISMET_VERSION} from PyPI) against `uvicorn service.api.app:create_app`
 on 127.0.0.1, one call at a time over one keep-alive connection. Each call is a new comment:
 parsed, scored by model {version}, stored with its verdict in SQLite, answered.
 

@@ -199,7 +199,7 @@ def server(url: str, models: Path, port: int) -> Iterator[str]:
     }
     env.pop("COMMENTGUARD_REDIS_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
+        [sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
          "--no-access-log"],
         cwd=ROOT, env=env,

@@ -1,6 +1,6 @@
 """The Akismet protocol: parsing its requests, its test values, and what its answers count.
 
-The router (`service/routers/akismet.py`) only turns these results into Akismet's exact bodies.
+The router (`service/api/routes/akismet.py`) only turns these results into Akismet's exact bodies.
 A checked comment goes through the same functions as `POST /v1/check` (`intake` and `engine`),
 so it is stored and scored exactly like any other comment.
 """

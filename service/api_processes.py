@@ -155,7 +155,7 @@ class HandedServer(uvicorn.Server):
 def serve_one(channel: socket.socket, log_level: str) -> None:
     """One API process: the app built from the environment, serving handed-over connections."""
     config = uvicorn.Config(
-        "service.app:create_logged_app",
+        "service.api.app:create_logged_app",
         factory=True,
         log_level=log_level,
         log_config=None,

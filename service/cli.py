@@ -438,7 +438,7 @@ def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None
     import uvicorn
 
     from service import api_processes
-    from service.app import create_app
+    from service.api.app import create_app
 
     if api_workers > 1 and api_processes.supported():
         # Each API process builds its own app from the environment (set by the caller) and
@@ -446,7 +446,7 @@ def _run_api(settings: Settings, host: str, port: int, api_workers: int) -> None
         api_processes.run(host, port, api_workers, settings.log_level.lower())
     elif api_workers > 1:
         uvicorn.run(
-            "service.app:create_logged_app",
+            "service.api.app:create_logged_app",
             factory=True,
             host=host,
             port=port,

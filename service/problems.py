@@ -1,5 +1,5 @@
 """The refusals a request can meet, as plain exceptions: the domain raises them, the HTTP layer
-(service/errors.py) answers each in the one error shape. No web framework here.
+(service/api/errors.py) answers each in the one error shape. No web framework here.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import redis
 import redis.asyncio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service import errors
+from service.api import errors
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The services a process builds once and shares: the domain modules' view of the runtime.
 
-The lifespan (service/app.py) builds one `Services`; the HTTP layer reaches it through its
+The lifespan (service/api/app.py) builds one `Services`; the HTTP layer reaches it through its
 dependencies, the domain modules take it as an argument. It imports no web framework.
 """
 

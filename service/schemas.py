@@ -483,7 +483,7 @@ class UserOut(BaseModel):
     sites: list[str]
 
 
-# --- the model registry (service/routers/models.py) -----------------------------------------
+# --- the model registry (service/api/routes/models.py) -----------------------------------------
 
 
 class ModelVersionOut(BaseModel):
@@ -517,7 +517,7 @@ class ActivatedOut(BaseModel):
     previous: str | None
 
 
-# --- credentials and the admin audit (service/routers/admin.py) ------------------------------
+# --- credentials and the admin audit (service/api/routes/admin.py) ------------------------------
 
 
 class ApiKeyOut(BaseModel):

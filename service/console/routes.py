@@ -18,13 +18,13 @@ from itsdangerous import BadSignature, Signer
 from classifier import registry
 from classifier.artifact import ArtifactError
 from service import tables
+from service.api.deps import ServicesDep, SessionDep
+from service.api.routes import models
 from service.console import auth, views
 from service.console.auth import ConsoleUser
 from service.console.web import PREFIX
-from service.deps import ServicesDep, SessionDep
 from service.problems import ApiError
 from service.retraining import queue_retrain
-from service.routers import models
 from service.settings import Settings
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

@@ -1,5 +1,5 @@
 """What a moderator does: label comments (one, or many at once), undo their last decision, set
-a site's thresholds. Shared by the API (service/routers/moderation.py) and the console; each
+a site's thresholds. Shared by the API (service/api/routes/moderation.py) and the console; each
 commits, then runs what follows a commit (callbacks, label hooks).
 """
 

@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 
 from classifier.artifact import active_version
 from service import db, tables, users
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import Settings
 from tests.service.conftest import (
     Account,

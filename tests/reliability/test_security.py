@@ -29,8 +29,9 @@ from sqlalchemy import select, text
 
 from classifier import ArtifactError
 from classifier.artifact import ACTIVE_FILE, MODEL_FILE, active_version
-from service import callbacks, db, deps, security, tables, users
-from service.app import create_app
+from service import callbacks, db, security, tables, users
+from service.api import deps
+from service.api.app import create_app
 from service.engine import ModelHolder, score_stored_comment
 from service.intake import SiteCache, new_comment, resolve_site
 from service.schemas import WebhookCommentIn
@@ -500,7 +501,7 @@ def test_keys_and_tokens_are_compared_in_constant_time(
     alice, _ = two_accounts
     secret = live_server.settings.secret_key
     admin = create_admin(live_server.settings)
-    # The request path authenticates through these two functions (service/deps.py) ...
+    # The request path authenticates through these two functions (service/api/deps.py) ...
     assert "security.authenticate(" in inspect.getsource(deps._authenticate)
     assert "users.authenticate_token(" in inspect.getsource(deps._authenticate_user)
     # ... which find the right principal and refuse a one-character change ...

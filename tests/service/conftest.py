@@ -410,7 +410,7 @@ def live_server(akismet_settings: Settings) -> Iterator[LiveServer]:
 
     import uvicorn
 
-    from service.app import create_app
+    from service.api.app import create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -441,7 +441,7 @@ def serve_app(settings: Settings, port: int = 0) -> Iterator[str]:
 
     import uvicorn
 
-    from service.app import create_app
+    from service.api.app import create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

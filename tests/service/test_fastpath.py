@@ -1,4 +1,4 @@
-"""`POST /v1/check` answered by service.fastpath, or handed to the router, against a real
+"""`POST /v1/check` answered by service.api.fastpath, or handed to the router, against a real
 database and Redis."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from service import fastpath
-from service.app import create_app
+from service.api import fastpath
+from service.api.app import create_app
 from service.schemas import CommentOut
 from service.settings import Settings
 from tests.service.conftest import Account

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from service import db, tables
-from service.app import create_app
+from service.api.app import create_app
 from service.intake import SiteCache, resolve_site
 from service.settings import Settings
 from tests.service.conftest import Account, create_account, make_settings

@@ -26,7 +26,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from classifier import Decision, Thresholds
-from service.app import create_app
+from service.api.app import create_app
 from service.embedded import Supervisor, start_redis
 from service.memory import DEFAULT_PREFIX, Match, NearDuplicateMemory, Signer, overrule
 from service.settings import Settings

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service import db, tables, users
-from service.app import create_app
+from service.api.app import create_app
 from service.intake import get_or_create_site
 from service.settings import Settings
 from tests.service.conftest import Account, CallbackReceiver, create_account, wait_until

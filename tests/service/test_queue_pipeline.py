@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from service import db, tables
-from service.app import create_app
+from service.api.app import create_app
 from service.embedded import Supervisor
 from service.queue import TaskQueue
 from service.settings import Settings

@@ -45,12 +45,12 @@ def test_refuse_soft_time_limit_above_hard_limit() -> None:
 def test_import_service_without_reading_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    import service.app
+    import service.api.app
     import service.tasks
 
     # A broken environment only matters once settings are built, not when modules load.
     monkeypatch.setenv("COMMENTGUARD_MAX_CONTENT_BYTES", "not a number")
     importlib.reload(service.tasks)
-    importlib.reload(service.app)
+    importlib.reload(service.api.app)
     with pytest.raises(ValidationError):
         Settings(_env_file=None)  # type: ignore[call-arg]

@@ -1,7 +1,7 @@
 """The hot routes' common case, answered without the router: `POST /v1/check` and
 `POST /v1/comments`.
 
-Their own work is a few lines each (service/routers/comments.py: `run_check`, `run_submit`);
+Their own work is a few lines each (service/api/routes/comments.py: `run_check`, `run_submit`);
 between the middleware and those lines FastAPI and Starlette add about a dozen layers per
 request (the exception middleware, the exit stack, routing, the request object, dependency
 solving for the key and the body, the response wrapper), which cost as much CPU as a check's
@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.deps import api_key_of
+from service.api.deps import api_key_of
+from service.api.routes.comments import run_check, run_submit
 from service.problems import ApiError
-from service.routers.comments import run_check, run_submit
 from service.runtime import Services
 from service.schemas import CheckIn, WebhookCommentIn
 

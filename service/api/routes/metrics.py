@@ -8,8 +8,8 @@ import ipaddress
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service import errors
-from service.deps import ServicesDep
+from service.api import errors
+from service.api.deps import ServicesDep
 from service.metrics import render
 from service.problems import ApiError
 

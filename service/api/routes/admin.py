@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from service import audit, errors, security, tables, users
-from service.deps import AdminUser, ServicesDep, SessionDep, UserPrincipal
+from service import audit, security, tables, users
+from service.api import errors
+from service.api.deps import AdminUser, ServicesDep, SessionDep, UserPrincipal
 from service.problems import ApiError
 from service.schemas import AdminAuditOut, ApiKeyOut, TokensRevokedOut, UserOut
 from service.tables import MAX_ROW_ID

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from service import errors, tables
-from service.deps import AccountId, SessionDep
+from service import tables
+from service.api import errors
+from service.api.deps import AccountId, SessionDep
 from service.schemas import SiteOut
 
 router = APIRouter(prefix="/v1", tags=["sites"])

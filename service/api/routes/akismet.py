@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from classifier import LoadedModel
 from service import akismet, tables
 from service.akismet import AkismetRequest
-from service.deps import ModelDep, ServicesDep, SessionDep
+from service.api.deps import ModelDep, ServicesDep, SessionDep
 from service.moderation import labels
 from service.privacy import protect
 from service.ratelimit import Limited

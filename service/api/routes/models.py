@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 
 from classifier.artifact import ArtifactError, active_version, list_versions
 from classifier.registry import activate, versions
-from service import errors
-from service.deps import AdminUser, CurrentUser, QueueDep, SettingsDep
+from service.api import errors
+from service.api.deps import AdminUser, CurrentUser, QueueDep, SettingsDep
 from service.problems import ApiError
 from service.retraining import queue_retrain
 from service.schemas import ActivatedOut, ModelsOut, ModelVersionOut, RetrainQueuedOut

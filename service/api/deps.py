@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from classifier import LoadedModel
 from service import security, users
-from service.errors import unauthorized
+from service.api.errors import unauthorized
 from service.problems import ApiError
 from service.queue import TaskQueue
 from service.runtime import Services

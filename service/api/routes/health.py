@@ -7,9 +7,9 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service import errors
+from service.api import errors
+from service.api.deps import ServicesDep
 from service.db import ping
-from service.deps import ServicesDep
 from service.problems import RETRY_AFTER_SECONDS
 from service.schemas import HealthOut, ReadyOut
 

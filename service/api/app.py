@@ -12,13 +12,17 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
-from service import api_docs, console, errors, logs, ratelimit
+from service import console, logs, ratelimit
+from service.api import docs as api_docs
+from service.api import errors
+from service.api.fastpath import FastPath
+from service.api.routes import admin, akismet, comments, health, metrics, moderation, sites
+from service.api.routes import models as models_router
 from service.batching import Batcher
 from service.checks import check_batch, prepare_checks
 from service.console.auth import LoginGuard
 from service.db import make_engine, make_session_factory
 from service.engine import ModelHolder
-from service.fastpath import FastPath
 from service.intake import SiteCache
 from service.learning import adapt_hook, adapter_params, fit_site
 from service.memory import NearDuplicateMemory, remember_applied
@@ -26,8 +30,6 @@ from service.metrics import ServiceCollector
 from service.queue import TaskQueue
 from service.ratelimit import RateLimiter, RateLimitMiddleware
 from service.retraining import retrain_hook, retrain_outcomes
-from service.routers import admin, akismet, comments, health, metrics, moderation, sites
-from service.routers import models as models_router
 from service.runtime import Services
 from service.security import KeyCache
 from service.settings import Settings
@@ -90,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(akismet.AkismetRefused, akismet.refused_answer)
     console.install(app)  # the moderator web console under /console
     api_docs.install(app)
-    # Inside the limits below, which the hot routes still pass (service/fastpath.py).
+    # Inside the limits below, which the hot routes still pass (service/api/fastpath.py).
     app.add_middleware(FastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitMiddleware)

@@ -7,10 +7,11 @@ import uuid
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service import errors, tables
+from service import tables
+from service.api import errors
+from service.api.deps import AccountId, SessionDep, services_of
 from service.callbacks import UnsafeCallbackURL, check_callback_url, needs_lookup
 from service.checks import CheckRequest
-from service.deps import AccountId, SessionDep, services_of
 from service.intake import normalise_site_url, resolve_site
 from service.privacy import protect
 from service.problems import ApiError
@@ -74,7 +75,7 @@ async def submit_comment(
 
 async def run_submit(services: Services, account_id: int, body: WebhookCommentIn) -> Response:
     """The work of `POST /v1/comments` once the request is authenticated and valid (also done
-    by service.fastpath): 202 with the new comment, or 200 with the one submitted before."""
+    by service.api.fastpath): 202 with the new comment, or 200 with the one submitted before."""
     settings = services.settings
     _check_size(body, settings)
     if body.callback_url:
@@ -121,7 +122,7 @@ async def check_comment(body: CheckIn, account_id: AccountId, request: Request) 
 
 async def run_check(services: Services, account_id: int, body: CheckIn) -> Response:
     """The work of `POST /v1/check` once the request is authenticated and valid (also done by
-    service.fastpath, which answers the common case without the router)."""
+    service.api.fastpath, which answers the common case without the router)."""
     _check_size(body, services.settings)
     await _ensure_site(services, account_id, body.blog)
     check = CheckRequest(account_id, protect(body, services.settings))

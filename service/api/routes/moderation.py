@@ -13,8 +13,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.routing import APIRoute
 
-from service import errors, tables, users
-from service.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
+from service import tables, users
+from service.api import errors
+from service.api.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
 from service.moderation import actions, labels, queries
 from service.moderation.queries import DecisionFilter, Order
 from service.schemas import (
