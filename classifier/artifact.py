@@ -1,9 +1,15 @@
 """Model artifacts: one folder per version in the models directory, verified before unpickling.
 
-`models/<version>/model.joblib` holds the fitted pipeline; `metadata.json` beside it records
-what it is (library versions, data, parameters, thresholds, metrics) and the SHA-256 of the
-joblib file. Unpickling runs code, so nothing is unpickled until the checksum and the library
+`models/<version>/model.joblib` holds the fitted pipeline; `scoring.npz` beside it, the same
+model as the plain arrays scoring reads (`classifier.scoring.scoring_arrays`); `metadata.json`
+records what it is (library versions, data, parameters, thresholds, metrics) and the SHA-256 of
+both files. Unpickling runs code, so nothing is unpickled until the checksum and the library
 versions match, and only folders inside the models directory are ever read.
+
+Loading reads the arrays (numpy alone, no objects, nothing unpickled) and unpickles the
+pipeline only if something asks for it: scoring, in the command line above all, never imports
+scikit-learn, whose import alone costs more than a second of CPU. A version written before
+`scoring.npz` existed loads from its pipeline.
 """
 
 from __future__ import annotations
@@ -17,16 +23,16 @@ import secrets
 import subprocess
 import tempfile
 from datetime import UTC, datetime
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy
-import sklearn
 
-from classifier.scoring import LoadedModel, Thresholds
+from classifier.scoring import LoadedModel, Thresholds, scoring_arrays
 
 MODEL_FILE = "model.joblib"
+SCORING_FILE = "scoring.npz"
 METADATA_FILE = "metadata.json"
 ACTIVE_FILE = "ACTIVE"
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -42,12 +48,13 @@ class ArtifactError(RuntimeError):
 
 
 def library_versions() -> dict[str, str]:
-    """The versions an artifact depends on, as recorded in its metadata."""
+    """The versions an artifact depends on, as recorded in its metadata (read from the
+    installed distributions, so that checking them imports neither scikit-learn nor joblib)."""
     return {
         "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": installed_version("scikit-learn"),
         "numpy": numpy.__version__,
-        "joblib": joblib.__version__,
+        "joblib": installed_version("joblib"),
     }
 
 
@@ -90,6 +97,8 @@ def save_model(
     version: str | None = None,
 ) -> Path:
     """Write a new version folder; an existing version is never overwritten."""
+    import joblib
+
     version = version or new_version_id()
     if not _VERSION.match(version):
         raise ValueError(f"invalid model version id {version!r}")
@@ -98,6 +107,11 @@ def save_model(
     try:
         model_path = staging / MODEL_FILE
         joblib.dump(pipeline, model_path, compress=3)
+        scoring_path = staging / SCORING_FILE
+        arrays: dict[str, Any] = scoring_arrays(pipeline)
+        with scoring_path.open("wb") as handle:
+            # Uncompressed: loading is then a read. The arrays are a few MB.
+            numpy.savez(handle, **arrays)
         record = {
             **(metadata or {}),
             "version": version,
@@ -109,6 +123,8 @@ def save_model(
             "model_file": MODEL_FILE,
             "model_sha256": sha256_of(model_path),
             "model_bytes": model_path.stat().st_size,
+            "scoring_file": SCORING_FILE,
+            "scoring_sha256": sha256_of(scoring_path),
         }
         (staging / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         final = models_dir / version
@@ -178,26 +194,20 @@ def set_active(models_dir: Path, version: str) -> None:
 
 
 def verify(models_dir: Path, version: str) -> dict[str, Any]:
-    """Check a version's checksum and library versions without unpickling it."""
+    """Check a version's checksums and library versions without unpickling it."""
     folder = version_dir(models_dir, version)
     metadata = read_metadata(models_dir, version)
+    _check_file(folder / MODEL_FILE, metadata.get("model_sha256"))
+    if metadata.get("scoring_file"):
+        _check_file(folder / SCORING_FILE, metadata.get("scoring_sha256"))
     model_path = folder / MODEL_FILE
-    if not model_path.is_file():
-        raise ArtifactError(model_path, "no such file")
-    expected = metadata.get("model_sha256")
-    actual = sha256_of(model_path)
-    if actual != expected:
-        raise ArtifactError(
-            model_path,
-            f"checksum mismatch: metadata says {expected}, file is {actual}; "
-            "the artifact was modified or corrupted and will not be loaded",
-        )
     built = metadata.get("libraries", {})
-    if built.get("scikit-learn") != sklearn.__version__:
+    sklearn_version = installed_version("scikit-learn")
+    if built.get("scikit-learn") != sklearn_version:
         raise ArtifactError(
             model_path,
             f"built with scikit-learn {built.get('scikit-learn')}, this process runs "
-            f"{sklearn.__version__}; retrain the model with this version",
+            f"{sklearn_version}; retrain the model with this version",
         )
     if str(built.get("numpy", "")).split(".")[0] != numpy.__version__.split(".")[0]:
         raise ArtifactError(
@@ -207,23 +217,48 @@ def verify(models_dir: Path, version: str) -> dict[str, Any]:
     return metadata
 
 
+def _check_file(path: Path, expected: object) -> None:
+    if not path.is_file():
+        raise ArtifactError(path, "no such file")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ArtifactError(
+            path,
+            f"checksum mismatch: metadata says {expected}, file is {actual}; "
+            "the artifact was modified or corrupted and will not be loaded",
+        )
+
+
 def load_model(models_dir: Path, version: str | None = None) -> LoadedModel:
-    """Verify, then load, a version (the active one by default)."""
+    """Verify, then load, a version (the active one by default): from its scoring arrays,
+    the pipeline unpickled only when asked for; from its pipeline if it has no arrays."""
     models_dir = Path(models_dir)
     version = version or active_version(models_dir)
     if version is None:
         raise ArtifactError(models_dir, "no model has been trained yet (run `commentguard train`)")
     metadata = verify(models_dir, version)
-    model_path = version_dir(models_dir, version) / MODEL_FILE
+    folder = version_dir(models_dir, version)
+    thresholds = Thresholds.from_dict(metadata["thresholds"], metadata.get("site_thresholds") or {})
+    expected = metadata["model_sha256"]
+
+    def load_pipeline() -> Any:
+        import joblib
+
+        model_path = folder / MODEL_FILE
+        # Verified again: the pipeline may be asked for long after the version was loaded.
+        _check_file(model_path, expected)
+        try:
+            return joblib.load(model_path)
+        except Exception as exc:  # a verified file that still fails to unpickle
+            raise ArtifactError(model_path, f"cannot be unpickled ({exc})") from exc
+
+    if not metadata.get("scoring_file"):
+        return LoadedModel(version, load_pipeline(), thresholds, metadata)
+    scoring_path = folder / SCORING_FILE
     try:
-        pipeline = joblib.load(model_path)
-    except Exception as exc:  # a verified file that still fails to unpickle
-        raise ArtifactError(model_path, f"cannot be unpickled ({exc})") from exc
-    return LoadedModel(
-        version=version,
-        pipeline=pipeline,
-        thresholds=Thresholds.from_dict(
-            metadata["thresholds"], metadata.get("site_thresholds") or {}
-        ),
-        metadata=metadata,
-    )
+        # No objects: allow_pickle=False refuses any array that would need unpickling.
+        with numpy.load(scoring_path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        return LoadedModel.from_arrays(version, arrays, thresholds, metadata, load_pipeline)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(scoring_path, f"unreadable scoring arrays ({exc})") from exc

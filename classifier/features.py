@@ -2,14 +2,14 @@
 
 The pipeline's input is a 2-D array of comment fields in `FIELDS` order (`to_frame` builds it).
 `CommentVectorizer` normalises each comment once (`prepare`) and turns it into word and
-character n-grams, link/author/e-mail domains and metadata signals.
+character n-grams, link/author/e-mail domains and metadata signals. It learns the vocabulary;
+the transform itself is `classifier.vectors.FeatureTransform`, shared with scoring.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,150 +18,29 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from classifier import hashing
-from classifier.normalize import (
-    clean_text,
-    email_domain,
-    extract_emails,
-    extract_urls,
-    lower_clean_text,
-    url_domain,
-)
-from classifier.record import Comment
 from classifier.signals import SIGNAL_NAMES, SIGNALS, signal_matrix
-
-FIELDS: tuple[str, ...] = (
-    "content",
-    "author",
-    "author_email",
-    "author_url",
-    "user_ip",
-    "user_agent",
-    "referrer",
-    "permalink",
-    "comment_type",
-    "blog",
-    "blog_lang",
-    "user_role",
-    "honeypot",
-    "site",
-)
-_CONTENT, _AUTHOR_EMAIL, _AUTHOR_URL, _HONEYPOT, _SITE = (
-    FIELDS.index("content"),
-    FIELDS.index("author_email"),
-    FIELDS.index("author_url"),
-    FIELDS.index("honeypot"),
-    FIELDS.index("site"),
+from classifier.vectors import (
+    FeatureParts,
+    FeatureTransform,
+    Prepared,
+    prepare,
+    prepare_comment,
+    to_frame,
 )
 
-# Feature text is capped: an e-mail-length comment says what it is in its first few thousand
-# characters, and the cap bounds the cost of the character n-grams.
-MAX_FEATURE_CHARS = 3000
+# The comment's preparation and the transform are in `classifier.vectors` (numpy alone, so that
+# a model scores without scikit-learn); the names are still importable from here.
+__all__ = [
+    "CommentVectorizer",
+    "FeatureParts",
+    "Prepared",
+    "prepare",
+    "prepare_comment",
+    "to_frame",
+]
 
 
-def to_frame(comments: Iterable[Comment | Mapping[str, Any] | str]) -> np.ndarray:
-    """A 2-D object array of comment fields in `FIELDS` order, the pipeline's input."""
-    rows: list[list[str]] = []
-    for comment in comments:
-        if isinstance(comment, str):
-            rows.append([comment] + [""] * (len(FIELDS) - 1))
-        elif isinstance(comment, Comment):
-            rows.append([getattr(comment, name) or "" for name in FIELDS])
-        else:
-            rows.append([str(comment.get(name) or "") for name in FIELDS])
-    frame = np.empty((len(rows), len(FIELDS)), dtype=object)
-    for i, row in enumerate(rows):
-        frame[i, :] = row
-    return frame
-
-
-def _cell(row: Sequence[Any], index: int) -> str:
-    if index >= len(row):
-        return ""
-    value = row[index]
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A comment after normalisation: what every feature family reads."""
-
-    text: str  # normalised (folded, lower-cased)
-    clean: str  # normalised but with its letter case
-    raw: str  # as submitted (for signals about disguise: look-alikes, mixed scripts)
-    domains: tuple[str, ...]  # "link:x.com", "mail:y.org", "author:z.net", "from:w.com"
-    honeypot: str
-    site: str = ""  # the site key (per-site features)
-
-
-def prepare(row: Sequence[Any]) -> Prepared:
-    """Normalise one row of `FIELDS` (missing trailing fields count as empty)."""
-    return prepare_fields(
-        _cell(row, _CONTENT),
-        _cell(row, _AUTHOR_URL),
-        _cell(row, _AUTHOR_EMAIL),
-        _cell(row, _HONEYPOT),
-        _cell(row, _SITE),
-    )
-
-
-def prepare_comment(comment: Comment | Mapping[str, Any] | str) -> Prepared:
-    """`prepare` straight from a record, without building the 2-D frame (the scoring path)."""
-    if isinstance(comment, str):
-        return prepare_fields(comment, "", "", "")
-    if isinstance(comment, Comment):
-        return prepare_fields(
-            comment.content or "",
-            comment.author_url or "",
-            comment.author_email or "",
-            comment.honeypot or "",
-            comment.site or "",
-        )
-    return prepare(to_frame([comment])[0])
-
-
-def prepare_fields(
-    content: str, author_url: str, author_email: str, honeypot: str, site: str = ""
-) -> Prepared:
-    """Normalise a comment's text once and extract its link, author and e-mail domains."""
-    raw = content[: MAX_FEATURE_CHARS * 2]
-    clean = clean_text(raw)[:MAX_FEATURE_CHARS]
-    return Prepared(
-        text=lower_clean_text(clean),
-        clean=clean,
-        raw=raw,
-        domains=tuple(_domain_tokens(clean, author_url, author_email)),
-        honeypot=honeypot,
-        site=site,
-    )
-
-
-def _domain_tokens(clean: str, author_url: str, author_email: str) -> list[str]:
-    tokens = [f"link:{url_domain(u)}" for u in extract_urls(clean)]
-    tokens += [f"mail:{email_domain(e)}" for e in extract_emails(clean)]
-    if author_url.strip():
-        tokens.append(f"author:{url_domain(author_url.strip()) or 'invalid'}")
-    if author_email.strip():
-        tokens.append(f"from:{email_domain(author_email) or 'invalid'}")
-    return [t for t in tokens if not t.endswith(":")]
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureParts:
-    """Features of a batch: sparse (doc, column, value) entries for n-grams and domains, in no
-    particular order, and the dense standardised signals (the last columns)."""
-
-    n: int
-    doc: np.ndarray
-    column: np.ndarray
-    value: np.ndarray
-    signals: np.ndarray
-    words: hashing.Grams  # the hashed n-grams themselves, to name them in reasons
-    chars: hashing.Grams
-
-
-class CommentVectorizer(TransformerMixin, BaseEstimator):
+class CommentVectorizer(TransformerMixin, FeatureTransform, BaseEstimator):
     """All features of a comment in one pass: TF-IDF word and character n-grams over the
     normalised text, binary link/author/e-mail domains, and the metadata signals.
 
@@ -269,18 +148,8 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
         keys, counts = np.unique(sites[mine] << self.word_bits | buckets[mine], return_counts=True)
         return keys[counts >= max(self.min_df, 1)].astype(np.int64)
 
-    def _doc_sites(self, prepared: Sequence[Prepared]) -> np.ndarray:
-        """Each comment's index in `sites_`, or -1."""
-        index = self._site_index
-        return np.fromiter((index.get(p.site, -1) for p in prepared), np.int64, len(prepared))
-
-    def _set_lookups(self) -> None:
-        # Hashed bucket -> column (-1: not a feature). Rebuilt after unpickling rather than
-        # stored, since it is large and derived.
-        self._word_lookup = _lookup(self.word_buckets_, self.word_bits)
-        self._char_lookup = _lookup(self.char_buckets_, self.char_bits)
-        self._text_idf = np.concatenate((self.word_idf_, self.char_idf_))
-        self._site_index = {site: i for i, site in enumerate(getattr(self, "sites_", []))}
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, "word_idf_")
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -315,101 +184,6 @@ class CommentVectorizer(TransformerMixin, BaseEstimator):
             (parts.value, (parts.doc, parts.column)), shape=(parts.n, self.offsets["signal"])
         )
         return sparse.hstack([entries, sparse.csr_matrix(parts.signals)], format="csr")
-
-    def transform_parts(self, prepared: Sequence[Prepared]) -> FeatureParts:
-        """The features of prepared comments as sparse entries plus a dense signal block.
-
-        This is what scoring reads: it avoids building a sparse matrix on the hot path.
-        """
-        texts = [p.text for p in prepared]
-        words = hashing.word_ngrams(texts, self.word_ngrams, self.word_bits)
-        chars = hashing.char_ngrams(texts, *self.char_ngrams, self.char_bits)
-        return self._parts(prepared, words, chars, signal_matrix(prepared))
-
-    def _parts(
-        self,
-        prepared: Sequence[Prepared],
-        words: hashing.Grams,
-        chars: hashing.Grams,
-        raw_signals: np.ndarray,
-    ) -> FeatureParts:
-        """`transform_parts` given the comments' hashed n-grams and raw signals."""
-        n = len(prepared)
-        n_words = len(self.word_buckets_)
-        n_text = n_words + len(self.char_buckets_)
-        word_cols = self._word_lookup[words.column]
-        char_cols = self._char_lookup[chars.column]
-        keep_w, keep_c = word_cols >= 0, char_cols >= 0
-        doc = np.concatenate((words.doc[keep_w], chars.doc[keep_c]))
-        column = np.concatenate((word_cols[keep_w], char_cols[keep_c] + n_words)).astype(np.int64)
-        keys, counts = np.unique(doc * n_text + column, return_counts=True)
-        doc, column = keys // n_text, keys % n_text
-        value = (np.log(counts) + 1.0) * self._text_idf[column]
-        # Unit L2 norm per comment within each block (words, characters).
-        block = doc * 2 + (column >= n_words)
-        norms = np.sqrt(np.bincount(block, weights=value**2, minlength=2 * n))
-        value = value / np.where(norms > 0, norms, 1.0)[block]
-
-        domain_offset = n_text
-        d_doc: list[int] = []
-        d_col: list[int] = []
-        for i, p in enumerate(prepared):
-            for j in {
-                self.domain_vocabulary_[t] for t in p.domains if t in self.domain_vocabulary_
-            }:
-                d_doc.append(i)
-                d_col.append(domain_offset + j)
-        docs = [doc, np.asarray(d_doc, dtype=np.int64)]
-        columns = [column, np.asarray(d_col, dtype=np.int64)]
-        values = [value, np.ones(len(d_doc))]
-        if len(self.site_keys_):
-            site_entries = self._site_entries(prepared, doc, column, value)
-            if site_entries is not None:
-                docs.append(site_entries[0])
-                columns.append(site_entries[1])
-                values.append(site_entries[2])
-        signals = (raw_signals - self.signal_mean_) / self.signal_scale_
-        return FeatureParts(
-            n=n,
-            doc=np.concatenate(docs),
-            column=np.concatenate(columns),
-            value=np.concatenate(values),
-            signals=signals,
-            words=words,
-            chars=chars,
-        )
-
-    def _site_entries(
-        self, prepared: Sequence[Prepared], doc: np.ndarray, column: np.ndarray, value: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """The per-site copies of the word entries of comments from learned sites."""
-        doc_site = self._doc_sites(prepared)
-        if not (doc_site >= 0).any():
-            return None
-        n_words = len(self.word_buckets_)
-        mine = (column < n_words) & (doc_site[doc] >= 0)
-        keys = doc_site[doc[mine]] << self.word_bits | self.word_buckets_[column[mine]]
-        position = np.searchsorted(self.site_keys_, keys)
-        position = np.minimum(position, len(self.site_keys_) - 1)
-        found = self.site_keys_[position] == keys
-        first = self.offsets["site"]
-        return doc[mine][found], first + position[found], value[mine][found]
-
-    @property
-    def offsets(self) -> dict[str, int]:
-        """The first column of each feature family."""
-        check_is_fitted(self, "word_idf_")
-        word = 0
-        chars = word + len(self.word_buckets_)
-        domain = chars + len(self.char_buckets_)
-        site = domain + len(self.domain_vocabulary_)
-        signal = site + len(self.site_keys_)
-        return {"word": word, "chars": chars, "domain": domain, "site": site, "signal": signal}
-
-    def site_feature(self, column: int) -> tuple[str, int]:
-        """The site key and word bucket of a per-site column (`column` counts from 0)."""
-        key = int(self.site_keys_[column])
-        return self.sites_[key >> self.word_bits], key & ((1 << self.word_bits) - 1)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "word_idf_")
@@ -454,9 +228,3 @@ def _distinct(keys: np.ndarray) -> np.ndarray:
     first[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
     return ordered[first]
-
-
-def _lookup(buckets: np.ndarray, bits: int) -> np.ndarray:
-    lookup = np.full(1 << bits, -1, dtype=np.int32)
-    lookup[buckets] = np.arange(len(buckets), dtype=np.int32)
-    return lookup

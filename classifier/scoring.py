@@ -10,17 +10,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from classifier.adapter import SiteAdapter, domain_key, family_of
-from classifier.adapter import rows as adapter_rows
-from classifier.adapter import select as select_rows
-from classifier.features import CommentVectorizer, FeatureParts, Prepared, prepare_comment
 from classifier.hashing import Grams
 from classifier.record import Comment
 from classifier.signals import SIGNAL_NAMES, describe_signal
+from classifier.vectors import (
+    FeatureParts,
+    FeatureTransform,
+    Prepared,
+    ScoringFeatures,
+    feature_arrays,
+    prepare_comment,
+)
+
+if TYPE_CHECKING:
+    # Imported where a site's adapter is applied: it needs SciPy, which plain scoring does not.
+    from classifier.adapter import SiteAdapter
 
 DEFAULT_REASONS = 6
 BATCH_CHUNK = 512
@@ -115,7 +123,13 @@ class Verdict:
 
 
 class LoadedModel:
-    """A verified pipeline with its thresholds, ready to score. Built by `load_model`."""
+    """A verified model with its thresholds, ready to score. Built by `load_model`.
+
+    Scoring reads plain arrays only: the vectorizer's fitted vocabulary, the logistic
+    regression's weights and the sigmoid's two numbers (`scoring_arrays`). A model is built
+    from a fitted pipeline, or from those arrays (`from_arrays`) with the pipeline unpickled
+    only when something asks for it (`pipeline`), so that scoring never imports scikit-learn.
+    """
 
     def __init__(
         self,
@@ -124,19 +138,88 @@ class LoadedModel:
         thresholds: Thresholds,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
+        calibrated = pipeline.named_steps["classifier"].calibrated_classifiers_[0]
+        calibrator = calibrated.calibrators[0]
+        self._setup(
+            version,
+            thresholds,
+            metadata,
+            pipeline.named_steps["features"],
+            calibrated.estimator.coef_,
+            calibrated.estimator.intercept_,
+            calibrator.a_,
+            calibrator.b_,
+        )
+        self._pipeline: Any = pipeline
+        self._load_pipeline: Callable[[], Any] | None = None
+
+    @classmethod
+    def from_arrays(
+        cls,
+        version: str,
+        arrays: Mapping[str, np.ndarray],
+        thresholds: Thresholds,
+        metadata: Mapping[str, Any] | None = None,
+        load_pipeline: Callable[[], Any] | None = None,
+    ) -> LoadedModel:
+        """A model from `scoring_arrays`' form; `load_pipeline` unpickles the pipeline they
+        were taken from, on first use of `pipeline`."""
+        model = cls.__new__(cls)
+        model._setup(
+            version,
+            thresholds,
+            metadata,
+            ScoringFeatures(arrays),
+            arrays["model.coef"],
+            arrays["model.intercept"],
+            arrays["model.sigmoid_a"],
+            arrays["model.sigmoid_b"],
+        )
+        model._pipeline = None
+        model._load_pipeline = load_pipeline
+        return model
+
+    def _setup(
+        self,
+        version: str,
+        thresholds: Thresholds,
+        metadata: Mapping[str, Any] | None,
+        vectorizer: FeatureTransform,
+        coef: Any,
+        intercept: Any,
+        a: Any,
+        b: Any,
+    ) -> None:
         self.version = version
-        self.pipeline = pipeline
         self.thresholds = thresholds
         self.metadata = dict(metadata or {})
-        self.vectorizer: CommentVectorizer = pipeline.named_steps["features"]
-        calibrated = pipeline.named_steps["classifier"].calibrated_classifiers_[0]
-        self._coef = np.asarray(calibrated.estimator.coef_, dtype=np.float64).ravel()
-        self._intercept = float(np.ravel(calibrated.estimator.intercept_)[0])
-        calibrator = calibrated.calibrators[0]
-        self._a = float(calibrator.a_)
-        self._b = float(calibrator.b_)
+        self.vectorizer = vectorizer
+        self._coef = np.asarray(coef, dtype=np.float64).ravel()
+        self._intercept = float(np.ravel(intercept)[0])
+        self._a = float(np.ravel(a)[0])
+        self._b = float(np.ravel(b)[0])
         self._names = _FeatureNames(self.vectorizer)
         self._first_signal = self.vectorizer.offsets["signal"]
+
+    @property
+    def pipeline(self) -> Any:
+        """The fitted scikit-learn pipeline (unpickled on first use for a model loaded from
+        its arrays, which imports scikit-learn)."""
+        if self._pipeline is None:
+            if self._load_pipeline is None:
+                raise RuntimeError(f"model {self.version} was loaded without its pipeline")
+            self._pipeline = self._load_pipeline()
+        return self._pipeline
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What this model scores with, as `scoring_arrays` gives it."""
+        return {
+            **feature_arrays(self.vectorizer),
+            "model.coef": self._coef.copy(),
+            "model.intercept": np.asarray(self._intercept, dtype=np.float64),
+            "model.sigmoid_a": np.asarray(self._a, dtype=np.float64),
+            "model.sigmoid_b": np.asarray(self._b, dtype=np.float64),
+        }
 
     def probabilities(self, comments: Iterable[Comment | Mapping[str, Any] | str]) -> np.ndarray:
         """The calibrated probability of spam of each comment."""
@@ -216,6 +299,9 @@ class LoadedModel:
         """Apply each comment's adapter: its score in `scores`, its site's reasons in `own`;
         returns the factor by which the shared model's reasons count in each comment's
         adapted log-odds."""
+        from classifier.adapter import rows as adapter_rows
+        from classifier.adapter import select as select_rows
+
         batch = adapter_rows(prepared, features, log_odds)
         # The shared model's reasons of an adapted comment, in its adapted log-odds.
         scale = np.ones(len(scores))
@@ -250,6 +336,8 @@ class LoadedModel:
     def _site_reason(
         self, prepared: Prepared, parts: FeatureParts, i: int, key: int, weight: float, value: float
     ) -> Reason:
+        from classifier.adapter import domain_key, family_of
+
         family, bucket = family_of(key)
         if family == "signal":
             name = SIGNAL_NAMES[bucket]
@@ -330,6 +418,13 @@ class LoadedModel:
         return reasons
 
 
+def scoring_arrays(pipeline: Any) -> dict[str, np.ndarray]:
+    """What a fitted pipeline scores with, as named plain arrays (no objects): the vectorizer's
+    fitted vocabulary (`classifier.vectors.feature_arrays`), the logistic regression's weights
+    and intercept, and the Platt sigmoid's `a` and `b`. `LoadedModel.from_arrays` reads them."""
+    return LoadedModel("", pipeline, Thresholds(0.0, 0.0, 0.0)).arrays()
+
+
 def _group_by_doc(doc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of `doc` sorted by document, and where each document's run starts."""
     order = np.argsort(doc, kind="stable")
@@ -340,7 +435,7 @@ class _FeatureNames:
     """Column → (machine name, plain words). N-gram columns are hashed, so their words are
     recovered from the comment being explained: the n-gram of its text that hashes there."""
 
-    def __init__(self, vectorizer: CommentVectorizer) -> None:
+    def __init__(self, vectorizer: FeatureTransform) -> None:
         self._vectorizer = vectorizer
         offsets = vectorizer.offsets
         self._word = offsets["word"]

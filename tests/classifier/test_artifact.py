@@ -4,12 +4,14 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from classifier.artifact import (
     ACTIVE_FILE,
     METADATA_FILE,
     MODEL_FILE,
+    SCORING_FILE,
     ArtifactError,
     active_version,
     list_versions,
@@ -17,7 +19,9 @@ from classifier.artifact import (
     save_model,
     set_active,
 )
+from classifier.features import to_frame
 from classifier.scoring import LoadedModel, Thresholds
+from training.corpora import load_bundled
 
 
 @pytest.fixture
@@ -99,3 +103,51 @@ def test_set_active_refuses_a_tampered_version(copy_of_models: Path, model: Load
     with pytest.raises(ArtifactError):
         set_active(copy_of_models, "zz")
     assert (copy_of_models / ACTIVE_FILE).read_text() == before
+
+
+def test_load_model_scores_from_its_arrays_as_the_sklearn_pipeline_does(
+    models_dir: Path,
+) -> None:
+    """The arrays `score` and the service load give the pipeline's own probabilities, and
+    the same verdicts and reasons as a model built from the unpickled pipeline."""
+    model = load_model(models_dir)
+    assert model._pipeline is None, "loaded from its arrays, the pipeline not unpickled"
+    sample = [
+        e.comment
+        for name in ("youtube", "instagram", "sms", "spamassassin")
+        for e in load_bundled([name])[::25]
+    ]
+    assert len(sample) > 400
+    from_arrays = model.probabilities(sample)
+    reference = model.pipeline.predict_proba(to_frame(sample))[:, 1]
+    np.testing.assert_allclose(from_arrays, reference, rtol=0, atol=1e-9)
+    from_pipeline = LoadedModel(model.version, model.pipeline, model.thresholds)
+    assert [v.to_dict() for v in model.score_many(sample[:100])] == [
+        v.to_dict() for v in from_pipeline.score_many(sample[:100])
+    ]
+
+
+def test_load_model_refuses_a_changed_scoring_file(copy_of_models: Path) -> None:
+    version = active_version(copy_of_models)
+    assert version
+    path = copy_of_models / version / SCORING_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        load_model(copy_of_models)
+
+
+def test_load_model_without_scoring_arrays_loads_its_pipeline(copy_of_models: Path) -> None:
+    """A version saved before the arrays existed still loads, from its pipeline."""
+    version = active_version(copy_of_models)
+    assert version
+    reference = load_model(copy_of_models).probabilities(["check out my channel"])
+    (copy_of_models / version / SCORING_FILE).unlink()
+    meta_path = copy_of_models / version / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    del meta["scoring_file"], meta["scoring_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    model = load_model(copy_of_models)
+    assert model._pipeline is not None
+    assert model.probabilities(["check out my channel"]) == pytest.approx(reference, abs=1e-12)

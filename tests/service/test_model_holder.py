@@ -72,12 +72,12 @@ def test_a_loaded_model_is_out_of_the_collectors_way_and_a_replaced_one_is_freed
     folder, version = own_copy(models_dir, tmp_path)
     holder = ModelHolder(folder, check_seconds=0.0)
     model = holder.load()
-    pipeline = model.pipeline
+    features = model.vectorizer
     in_generations = {id(o) for generation in range(3) for o in gc.get_objects(generation)}
-    assert id(pipeline) not in in_generations, "the model's objects are frozen"
+    assert id(features) not in in_generations, "the model's objects are frozen"
     assert gc.get_freeze_count() > 0
-    old = weakref.ref(pipeline)
-    del model, pipeline
+    old = weakref.ref(features)
+    del model, features
     shutil.copytree(folder / version, folder / f"{version}-b")
     set_active(folder, f"{version}-b")
     assert holder.reload_if_changed()

@@ -73,6 +73,54 @@ def test_score_reads_one_comment_a_line_from_stdin(trained: Path) -> None:
     assert verdicts[0]["score"] == one["score"] and verdicts[0]["decision"] == one["decision"]
 
 
+# What `score` must not import: scikit-learn's import alone costs more than a second of CPU,
+# and the training code, the service and its frameworks have no part in scoring one comment.
+NOT_ON_THE_SCORING_PATH = (
+    "sklearn",
+    "scipy",
+    "joblib",
+    "training",
+    "service.app",
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "alembic",
+    "celery",
+    "redis",
+    "httpx",
+    "uvicorn",
+)
+
+
+@pytest.mark.parametrize("args", [("hello",), ("hello", "--json"), ("-",)])
+def test_score_imports_nothing_of_training_nor_the_service(
+    trained: Path, args: tuple[str, ...]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "service.cli", "score", *args],
+        input="check out my channel\n",
+        cwd=trained,
+        env={**os.environ, "COMMENTGUARD_MODELS_DIR": str(trained / "models")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "classifier.scoring" in imported
+    forbidden = sorted(
+        name
+        for name in imported
+        if any(name == top or name.startswith(top + ".") for top in NOT_ON_THE_SCORING_PATH)
+    )
+    assert not forbidden, f"`score {' '.join(args)}` imported {forbidden}"
+
+
 def test_score_without_a_model_fails_clearly(tmp_path: Path) -> None:
     done = _run("score", "hello", cwd=tmp_path)
     assert done.returncode == 2
