@@ -80,7 +80,7 @@ NOT_ON_THE_SCORING_PATH = (
     "scipy",
     "joblib",
     "training",
-    "service.app",
+    "service.api",
     "fastapi",
     "starlette",
     "sqlalchemy",
