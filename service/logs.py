@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -19,8 +18,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Settings
 
@@ -149,56 +146,6 @@ def configure_logging(settings: Settings) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-
-
-class RequestIdMiddleware:
-    """Binds a request id for each HTTP request, answers it as `X-Request-Id`, logs the request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        sent = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                sent = value.decode("latin-1")
-                break
-        rid = clean_request_id(sent)
-        header = (b"x-request-id", rid.encode())
-        status = 500
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
-
-        token = request_id.set(rid)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            # Probes and scrapes come every few seconds: their lines are DEBUG.
-            level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
-            if access_log.isEnabledFor(level):
-                access_log.log(
-                    level,
-                    "%s %s %d",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    },
-                )
-            request_id.reset(token)
 
 
 # --- Celery: the id travels as a message header -------------------------------------------

@@ -27,9 +27,7 @@ from dataclasses import dataclass
 
 import redis
 import redis.asyncio
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api import errors
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -273,47 +271,6 @@ class RateLimiter:
             await self._redis.aclose()
         else:
             await self.counters.close()
-
-
-class RateLimitMiddleware:
-    """Applies the limits to `/v1` and console requests before anything reads their body; 429
-    if over."""
-
-    def __init__(self, app: ASGIApp, prefix: tuple[str, ...] = ("/v1/", "/console")) -> None:
-        self.app = app
-        self.prefix = prefix
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
-            await self.app(scope, receive, send)
-            return
-        limiter: RateLimiter | None = getattr(
-            getattr(scope["app"].state, "services", None), "limiter", None
-        )
-        if limiter is None or not limiter.enabled:
-            await self.app(scope, receive, send)
-            return
-        key = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and token.strip():
-                    key = token.strip()
-                break
-        client = scope.get("client")
-        limited = await limiter.check(key, client[0] if client else None)
-        if limited is None:
-            await self.app(scope, receive, send)
-            return
-        response = errors.error_response(
-            429,
-            "rate_limited",
-            limited.message,
-            details={"scope": limited.scope, "limit": limited.limit,
-                     "window_seconds": limited.window_seconds},
-            headers={"Retry-After": str(limited.retry_after)},
-        )  # fmt: skip
-        await response(scope, receive, send)
 
 
 def describe(settings: Settings) -> str:

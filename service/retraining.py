@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING
 import redis
 from sqlalchemy import func, select
 
+from classifier.artifact import ArtifactError, list_versions
+from classifier.registry import activate
 from service import tables
 from service.db import SessionFactory
 from service.engine import to_record
 from service.moderation.labels import newest_labels
-from service.problems import unavailable_error
+from service.problems import ApiError, unavailable_error
 from service.settings import Settings
 from training.corpora import load_bundled
 from training.gate import GateParams
@@ -180,6 +182,22 @@ def queue_retrain(settings: Settings, queue: TaskQueue | None, trigger: str) -> 
         write_run(settings.models_dir, run_id, {"status": "failed", "error": f"not queued: {exc}"})
         raise unavailable_error("the task queue is unavailable; retry later") from exc
     return run_id
+
+
+def activate_version(settings: Settings, version: str, reason: str) -> str | None:
+    """Verify a model version and make it the one every process serves (the API and the
+    console); the version it replaces. 404 if there is no such version, 409 if it fails
+    verification."""
+    if version not in list_versions(settings.models_dir):
+        raise ApiError(404, "not_found", f"no model version {version}")
+    try:
+        return activate(settings.models_dir, version, reason=reason)
+    except ArtifactError as exc:
+        raise ApiError(
+            409,
+            "invalid_artifact",
+            f"model {version} failed verification and was not activated: {exc.reason}",
+        ) from exc
 
 
 def _now() -> str:

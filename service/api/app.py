@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifier import ArtifactError
 from service import console, logs, ratelimit
 from service.api import docs as api_docs
 from service.api import errors
 from service.api.fastpath import FastPath
+from service.api.middleware import BodySizeLimit, RateLimitMiddleware, RequestIdMiddleware
 from service.api.routes import admin, akismet, comments, health, metrics, moderation, sites
 from service.api.routes import models as models_router
 from service.batching import Batcher
@@ -28,7 +28,7 @@ from service.learning import adapt_hook, adapter_params, fit_site
 from service.memory import NearDuplicateMemory, remember_applied
 from service.metrics import ServiceCollector
 from service.queue import TaskQueue
-from service.ratelimit import RateLimiter, RateLimitMiddleware
+from service.ratelimit import RateLimiter
 from service.retraining import retrain_hook, retrain_outcomes
 from service.runtime import Services
 from service.security import KeyCache
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitMiddleware)
     # Outermost: every answer, a refusal by the limits above included, carries the request id.
-    app.add_middleware(logs.RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     logs.install_celery_propagation()
     return app
 
@@ -157,62 +157,6 @@ def build_services(settings: Settings) -> Services:
         partial(submission_batch, services), "submissions", size, threads
     )
     return services
-
-
-class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with a JSON 413, before anything parses them.
-
-    A declared Content-Length is checked up front; a chunked body is read (up to the limit)
-    before the app sees it, then replayed.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = errors.error_response(
-            413, "payload_too_large", f"the request body exceeds {self.max_bytes} bytes"
-        )
-        await response(scope, receive, send)
 
 
 def _adapt_site_now(services: Services, site_id: int) -> None:

@@ -25,9 +25,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.deps import api_key_of
+from service.api.middleware import replay_body
 from service.api.routes.comments import run_check, run_submit
 from service.problems import ApiError
 from service.runtime import Services
@@ -66,7 +67,7 @@ class FastPath:
         body = b"".join(chunks)
         found = _understood(services, scope, body, schema) if services is not None else None
         if found is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         account_id, valid = found
         assert services is not None
@@ -107,19 +108,6 @@ def _understood(
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError is a body
         # nested too deep for json.loads. The app answers each (400 or 422).
         return None
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
 
 
 def _handler_for(app: Any, exc: Exception) -> Any:

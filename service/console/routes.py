@@ -19,12 +19,11 @@ from classifier import registry
 from classifier.artifact import ArtifactError
 from service import tables
 from service.api.deps import ServicesDep, SessionDep
-from service.api.routes import models
 from service.console import auth, views
 from service.console.auth import ConsoleUser
 from service.console.web import PREFIX
 from service.problems import ApiError
-from service.retraining import queue_retrain
+from service.retraining import activate_version, queue_retrain
 from service.settings import Settings
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -374,7 +373,7 @@ def rollback_model(user: AdminDep, services: ServicesDep) -> Response:
 @router.post("/models/{version}/activate")
 def activate_model(version: str, user: AdminDep, services: ServicesDep) -> Response:
     """Verify a version and serve it (admins), as `POST /v1/models/{version}/activate` does."""
-    models.activate_model(version, user.principal, services.settings)
+    activate_version(services.settings, version, reason="activated in the console")
     return RedirectResponse(f"{PREFIX}/models?done=activated", status_code=303)
 
 

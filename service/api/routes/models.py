@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from classifier.artifact import ArtifactError, active_version, list_versions
-from classifier.registry import activate, versions
+from classifier.artifact import active_version
+from classifier.registry import versions
 from service.api import errors
 from service.api.deps import AdminUser, CurrentUser, QueueDep, SettingsDep
 from service.problems import ApiError
-from service.retraining import queue_retrain
+from service.retraining import activate_version, queue_retrain
 from service.schemas import ActivatedOut, ModelsOut, ModelVersionOut, RetrainQueuedOut
 from training.retrain import list_runs, read_run
 
@@ -67,14 +67,5 @@ def get_run(run_id: str, _user: CurrentUser, settings: SettingsDep) -> dict[str,
 )
 def activate_model(version: str, _admin: AdminUser, settings: SettingsDep) -> ActivatedOut:
     """Verify a version and make it the one every process serves (within seconds)."""
-    if version not in list_versions(settings.models_dir):
-        raise ApiError(404, "not_found", f"no model version {version}")
-    try:
-        previous = activate(settings.models_dir, version, reason="activated through the API")
-    except ArtifactError as exc:
-        raise ApiError(
-            409,
-            "invalid_artifact",
-            f"model {version} failed verification and was not activated: {exc.reason}",
-        ) from exc
+    previous = activate_version(settings, version, reason="activated through the API")
     return ActivatedOut(active=version, previous=previous)
