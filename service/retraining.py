@@ -3,8 +3,8 @@
 The labels are the newest label of each comment (moderator or platform feedback; a comment's
 label is its newest row), test traffic excluded. Only one retrain runs at a time: a Redis lock
 when there is a Redis (every process of a deployment shares it), a file lock in the models
-folder otherwise. Every run leaves a record in `models/runs/<run id>.json` (queued, running,
-then done, failed or skipped), which `GET /v1/models/runs/{id}` reads.
+folder otherwise. Every run leaves a record (training/runs.py, its only writer: queued,
+running, then done, failed or skipped), which `GET /v1/models/runs/{id}` reads.
 """
 
 from __future__ import annotations
@@ -27,19 +27,10 @@ from service.engine import to_record
 from service.moderation.labels import newest_labels
 from service.problems import ApiError, unavailable_error
 from service.settings import Settings
+from training import runs
 from training.corpora import load_bundled
 from training.gate import GateParams
-from training.retrain import (
-    LabelRecord,
-    RetrainParams,
-    RetrainResult,
-    iter_runs,
-    list_runs,
-    new_run_id,
-    read_run,
-    retrain,
-    write_run,
-)
+from training.retrain import LabelRecord, RetrainParams, RetrainResult, retrain
 from training.train import bundled_data_record
 
 if TYPE_CHECKING:
@@ -152,18 +143,6 @@ def retrain_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def record_queued(settings: Settings, trigger: str) -> str:
-    """Record a new run as queued; returns its id (`queue_retrain` queues its task)."""
-    run_id = new_run_id()
-    write_run(
-        settings.models_dir,
-        run_id,
-        # To the microsecond: the run learns from the labels given before this moment.
-        {"status": "queued", "trigger": trigger, "queued_at": datetime.now(UTC).isoformat()},
-    )
-    return run_id
-
-
 def queue_retrain(settings: Settings, queue: TaskQueue | None, trigger: str) -> str:
     """Record a new run as queued and queue its task: the one way a retrain is queued (the API,
     the console, the label count). Returns the run's id; 503 when there is no task queue or it
@@ -174,12 +153,12 @@ def queue_retrain(settings: Settings, queue: TaskQueue | None, trigger: str) -> 
             "the task queue is not configured (COMMENTGUARD_REDIS_URL); "
             "run `commentguard retrain` instead"
         )
-    run_id = record_queued(settings, trigger)
+    run_id = runs.record_queued(settings.models_dir, trigger)
     try:
         queue.retrain(run_id, trigger=trigger)
     except Exception as exc:
         log.warning("retrain %s not queued: %s", run_id, exc)
-        write_run(settings.models_dir, run_id, {"status": "failed", "error": f"not queued: {exc}"})
+        runs.record_not_queued(settings.models_dir, run_id, exc)
         raise unavailable_error("the task queue is unavailable; retry later") from exc
     return run_id
 
@@ -200,10 +179,6 @@ def activate_version(settings: Settings, version: str, reason: str) -> str | Non
         ) from exc
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def run_retrain(
     settings: Settings,
     sessions: SessionFactory,
@@ -216,17 +191,14 @@ def run_retrain(
     """Retrain now from the database's labels; None if another retrain is running (the run
     is recorded as skipped unless `record_skip` is false). A failure is recorded as failed
     and raised."""
-    run_id = run_id or new_run_id()
-    before = read_run(settings.models_dir, run_id) or {}
+    models_dir = settings.models_dir
+    run_id = run_id or runs.new_run_id()
+    before = runs.read_run(models_dir, run_id) or {}
     base = {"trigger": trigger, "queued_at": before.get("queued_at")}
     try:
         with retrain_lock(settings):
             now = datetime.now(UTC)
-            write_run(
-                settings.models_dir,
-                run_id,
-                {**base, "status": "running", "started_at": now.isoformat()},
-            )
+            runs.record_running(models_dir, run_id, base, now)
             # A queued run learns from the labels given before it was asked for (the ones
             # that triggered it), not from whatever else arrives while it waits or reads: the
             # same labels in the same order train the same model, whatever the machine's speed
@@ -250,29 +222,14 @@ def run_retrain(
                 )
             except Exception as exc:
                 log.exception("retrain %s failed", run_id)
-                write_run(
-                    settings.models_dir,
-                    run_id,
-                    {
-                        **base,
-                        "status": "failed",
-                        "started_at": now.isoformat(),
-                        "finished_at": _now(),
-                        "error": f"{type(exc).__name__}: {exc}",
-                    },
-                )
+                runs.record_failed(models_dir, run_id, base, now, exc)
                 raise
     except RetrainBusy as exc:
         log.info("retrain %s skipped: %s", run_id, exc)
         if not record_skip:
             return None
-        write_run(
-            settings.models_dir,
-            run_id,
-            {**base, "status": "skipped", "finished_at": _now(), "error": str(exc)},
-        )
+        runs.record_skipped(models_dir, run_id, base, str(exc))
         return None
-    write_run(settings.models_dir, run_id, {**base, **result.record})
     log.info(
         "retrain %s: candidate %s %s", run_id, result.version,
         "promoted" if result.promoted else "rejected",
@@ -299,9 +256,9 @@ def _last_run_start(settings: Settings) -> datetime | None:
     Asked after every label commit: reads run records newest first (run ids sort by the time
     they were made) and stops at the first that counts, not every run ever recorded.
     """
-    for run in iter_runs(settings.models_dir, newest_first=True):
+    for run in runs.iter_runs(settings.models_dir, newest_first=True):
         when = run.get("queued_at") or run.get("started_at")
-        if run.get("status") != "skipped" and when:
+        if run.get("status") != runs.RunStatus.SKIPPED and when:
             return datetime.fromisoformat(str(when))
     return None
 
@@ -339,9 +296,9 @@ def retrain_hook(
 def retrain_outcomes(settings: Settings) -> Iterator[str]:
     """Each recorded run's outcome, for the metrics: promoted, rejected, failed or skipped
     (runs still queued or running are not counted yet)."""
-    for run in list_runs(settings.models_dir):
+    for run in runs.iter_runs(settings.models_dir):
         status = run.get("status")
-        if status == "done":
+        if status == runs.RunStatus.DONE:
             yield "promoted" if run.get("promoted") else "rejected"
-        elif status in ("failed", "skipped"):
+        elif status in (runs.RunStatus.FAILED, runs.RunStatus.SKIPPED):
             yield str(status)

@@ -28,14 +28,11 @@ would learn its few examples by heart.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +47,6 @@ from classifier.artifact import (
     active_version,
     load_model,
     save_model,
-    version_dir,
 )
 from classifier.features import to_frame
 from classifier.pipeline import (
@@ -66,13 +62,12 @@ from classifier.scoring import LoadedModel, Thresholds
 from training.corpora import GATE_VALIDATION_SHARE, Example, split_corpus
 from training.gate import GateDecision, GateParams, decide
 from training.metrics import classification_metrics
+from training.runs import new_run_id, record_done
 from training.site_thresholds import learn_all
 from training.train import choose_thresholds, domains_of, fit_unseen
 
 log = logging.getLogger(__name__)
 
-RUNS_DIR = "runs"
-RUN_FILE = "run.json"
 Report = Callable[[str, float], None]
 
 
@@ -128,12 +123,6 @@ class RetrainResult:
     decision: GateDecision
     record: dict[str, Any]
     seconds: float
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """A sortable run id such as `run-20261128-030000-1a2b3c`."""
-    now = now or datetime.now(UTC)
-    return f"run-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def split_labels(
@@ -389,14 +378,8 @@ def retrain(
     for reason in decision.reasons:
         log.info("retrain %s (%s): %s", run_id, version, reason)
     seconds = time.perf_counter() - started
-    record.update(
-        {"activated": activated, "seconds": round(seconds, 3), "status": "done", "error": None}
-    )
-    record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    _write_json(path / RUN_FILE, record)
-    # Keep what the caller recorded of the run (its trigger, when it was queued): a reader
-    # polling the record must not see it "done" without them until the caller rewrites it.
-    write_run(models_dir, run_id, {**(read_run(models_dir, run_id) or {}), **record})
+    record.update({"activated": activated, "seconds": round(seconds, 3)})
+    record = record_done(models_dir, run_id, path, record)
     step("done", 1.0)
     return RetrainResult(
         run_id, version, decision.promote, activated, active, decision, record, seconds
@@ -436,58 +419,3 @@ def _params_record(p: RetrainParams) -> dict[str, Any]:
     data = asdict(p)
     data["gate"] = asdict(p.gate)
     return data
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def _run_path(models_dir: Path, run_id: str) -> Path:
-    # Run ids are checked like version ids: nothing outside the runs folder is ever read.
-    version_dir(models_dir, run_id)
-    return models_dir / RUNS_DIR / f"{run_id}.json"
-
-
-def write_run(models_dir: Path, run_id: str, record: dict[str, Any]) -> None:
-    """Record a run's state (`queued`, `running`, `done`, `failed`, `skipped`) and numbers."""
-    path = _run_path(models_dir, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(path, {"run_id": run_id, **record})
-
-
-def read_run(models_dir: Path, run_id: str) -> dict[str, Any] | None:
-    """A run's record, or None if there is no such run."""
-    try:
-        path = _run_path(models_dir, run_id)
-    except ArtifactError:
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def iter_runs(models_dir: Path, newest_first: bool = False) -> Iterator[dict[str, Any]]:
-    """Each run's record, read as it is reached, oldest (or newest) first by run id."""
-    folder = models_dir / RUNS_DIR
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("run-*.json"), reverse=newest_first):
-        try:
-            yield json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-
-
-def list_runs(models_dir: Path) -> list[dict[str, Any]]:
-    """Every run's record, oldest first."""
-    return list(iter_runs(models_dir))
-
-
-def last_finished_run(models_dir: Path) -> dict[str, Any] | None:
-    """The newest run that trained a candidate (whatever the gate said)."""
-    done = [r for r in list_runs(models_dir) if r.get("status") == "done"]
-    return max(done, key=lambda r: str(r.get("started_at", ""))) if done else None

@@ -27,7 +27,7 @@ from service.moderation import actions, labels, queries
 from service.problems import ApiError
 from service.runtime import Services
 from service.schemas import QueueItemOut, ThresholdsIn
-from training.retrain import list_runs
+from training.runs import list_runs
 
 DECISIONS = (
     ("unsure", "Unsure (held)"),

@@ -43,7 +43,7 @@ from tests.service.conftest import (
     make_settings,
     serve_app,
 )
-from training.retrain import list_runs
+from training.runs import list_runs
 
 pytestmark = [pytest.mark.xdist_group("reliability_fuzz"), pytest.mark.slow]
 

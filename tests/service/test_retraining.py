@@ -34,7 +34,7 @@ from tests.service.conftest import (
     wait_until,
 )
 from training.corpora import Example, load_bundled
-from training.retrain import list_runs
+from training.runs import list_runs
 
 pytestmark = pytest.mark.xdist_group("retraining")
 
@@ -408,11 +408,11 @@ def test_a_queued_run_learns_from_the_labels_given_before_it_was_queued(
 ) -> None:
     """Labels that arrive while a run waits in the queue are for the next run: what a run
     trains on does not depend on how fast a worker picks it up."""
-    from service.retraining import record_queued
+    from training.runs import record_queued
 
     before = len(load_labels(sessions))
     _store_labelled(sessions, owner.id, instagram[500:540])
-    run_id = record_queued(settings, "test")
+    run_id = record_queued(settings.models_dir, "test")
     _store_labelled(sessions, owner.id, instagram[540:560])  # while the run waits
     assert len(load_labels(sessions)) == before + 60
     current = active_version(settings.models_dir)

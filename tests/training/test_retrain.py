@@ -21,15 +21,14 @@ from classifier.registry import Status, activate, rollback, status_of, versions
 from training.corpora import Example, load_bundled
 from training.gate import GateParams, decide
 from training.retrain import (
-    RUN_FILE,
     LabelRecord,
     RetrainParams,
     learned_sites,
-    read_run,
     retrain,
     split_corpus,
     split_labels,
 )
+from training.runs import RUN_FILE, read_run
 from training.train import train
 
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -13,7 +13,7 @@ from service.api.deps import AdminUser, CurrentUser, QueueDep, SettingsDep
 from service.problems import ApiError
 from service.retraining import activate_version, queue_retrain
 from service.schemas import ActivatedOut, ModelsOut, ModelVersionOut, RetrainQueuedOut
-from training.retrain import list_runs, read_run
+from training.runs import list_runs, read_run
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
