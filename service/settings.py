@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     # Cron string (minute hour day-of-month month day-of-week, UTC) of the scheduled retrain.
     retrain_cron: str = DEFAULT_RETRAIN_CRON
     # New labels (since the last run) that trigger a retrain; checked every interval below.
-    # 50: a site's first labels count soon (a retrain takes seconds at that size); in the
-    # offline replays 50 beat 100 (YouTube F1 0.930 vs 0.890 at label weight 10).
+    # 50: a site's first labels count soon, and a retrain of that size takes seconds (the
+    # replays comparing 50 and 100 are in docs/benchmarks.md, "Replay").
     retrain_label_count: int = Field(default=50, ge=1)
     # Whether the shared model also trains on the sites' labels. Off by default: the shared
     # model serves every account, and one account's labels must not move another's verdicts
@@ -88,8 +88,8 @@ class Settings(BaseSettings):
         default_factory=lambda: ["youtube", "instagram", "sms"]
     )
     # How much a label weighs against a corpus row, with shared labels on. 10: a site's few
-    # hundred labels then outweigh the corpus rows where they disagree (the replays of
-    # 2026-11-29 in docs/benchmarks.md compared 3, 10 and 30).
+    # hundred labels then outweigh the corpus rows where they disagree (docs/benchmarks.md,
+    # "Replay", compares 3, 10 and 30).
     retrain_label_weight: float = Field(default=10.0, gt=0)
     # Labels per class (spam AND ham) a site needs before it gets per-site features.
     retrain_min_site_labels_per_class: int = Field(default=20, ge=1)

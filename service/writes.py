@@ -1,16 +1,15 @@
 """Hot-path writes as Core INSERTs: the rows are built as ORM objects but never enter a session.
 
-The ORM's unit of work (identity map, change tracking, flush ordering) cost about 1 ms of CPU
-per checked comment; a Core INSERT of the same columns costs a fraction of that. The objects
-stay plain transient rows the API answers from, so callers see the same `tables.Comment`.
+The ORM's unit of work (identity map, change tracking, flush ordering) is bookkeeping these
+rows do not need: they are inserted once and never changed in the same request, and on the
+check path it cost more CPU per comment than the rest of the write. The objects stay plain
+transient rows the API answers from, so callers see the same `tables.Comment`.
 
 On PostgreSQL a batch of rows goes as ONE parameter, a JSON array that the server unpacks
-with `json_populate_recordset` into the table's own row type. The statement's text is the same
-whatever the batch size, so psycopg converts it once and prepares it on the server. A multi-row
-`INSERT ... VALUES` has a different text for every size and, past 50 parameters, psycopg
-re-parses it on every call with a regular expression: that parse cost about 1.4 ms of CPU for
-16 comments, and the whole insert about 0.4 ms per comment against 0.1 ms now (measured in
-one process, comments and verdicts of 16 checks a batch).
+with `json_populate_recordset` into the table's own row type. The statement's text is then the
+same whatever the batch size, so psycopg converts it once and prepares it on the server; a
+multi-row `INSERT ... VALUES` has a different text for every size, and past 50 parameters
+psycopg re-parses it on every call. The figures are in docs/benchmarks.md ("Hot-path writes").
 """
 
 from __future__ import annotations

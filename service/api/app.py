@@ -48,9 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The event loop shares the GIL with the batch threads (service/batching.py), which
         # build and send each batch's inserts: at Python's default of 5 ms, reading a request
-        # or sending an answer could wait that long behind one. Measured with
-        # bench/service_load.py (when the threads also scored): more checks/s and a lower p99
-        # at 1 ms.
+        # or sending an answer could wait that long behind one. A shorter interval hands the
+        # loop the GIL sooner (docs/benchmarks.md, "Service", has the 5 ms vs 1 ms figures).
         sys.setswitchinterval(API_SWITCH_INTERVAL_SECONDS)
         services = build_services(settings)
         app.state.services = services
