@@ -62,7 +62,7 @@ def main() -> None:
     from service import tables
     from service.embedded import Supervisor, start_redis
     from service.engine import compute_verdict
-    from service.memory import NearDuplicateMemory
+    from service.neardup.store import NearDuplicateMemory
     from training.corpora import load_bundled
     from training.train import train
 

@@ -335,7 +335,7 @@ def index_bytes(redis_process: psutil.Process) -> tuple[int, int, str]:
     what Redis counts as allocated in all (`used_memory`) and its allocator."""
     import redis
 
-    from service.memory import DEFAULT_PREFIX
+    from service.neardup.store import DEFAULT_PREFIX
 
     words = " ".join(redis_process.cmdline()).split()  # redis rewrites its title
     address = next(w for w in words if ":" in w and w[-1].isdigit())

@@ -36,8 +36,8 @@ from service.intake import (
     resolve_site,
     store_comment,
 )
-from service.memory import NearDuplicateMemory
 from service.moderation.labels import AppliedLabel, apply_label, newest_label_ids
+from service.neardup.store import NearDuplicateMemory
 from service.privacy import hash_ip
 from service.schemas import CommentIn
 

@@ -1063,7 +1063,8 @@ def models_rollback(models_dir: ModelsDir = None) -> None:
 def memory_rebuild() -> None:
     """Put every comment's current label into the near-duplicate memory again (in Redis)."""
     from service import db
-    from service.memory import NearDuplicateMemory, rebuild
+    from service.neardup.labels import rebuild
+    from service.neardup.store import NearDuplicateMemory
 
     settings = _settings()
     _setup_logging(settings)

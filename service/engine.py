@@ -25,7 +25,9 @@ from classifier.registry import last_activated
 from service import tables
 from service.callbacks import Claim
 from service.db import SessionFactory
-from service.memory import Match, NearDuplicateMemory, Signature, overrule
+from service.neardup.policy import overrule
+from service.neardup.signing import Signature
+from service.neardup.store import Match, NearDuplicateMemory
 from service.settings import Settings
 from service.site_thresholds import SiteThresholds
 from service.writes import insert_all, insert_row, table_of, transient
@@ -215,7 +217,7 @@ def compute_verdict(
     `thresholds` are the comment's site's (see `site_thresholds`; None: the model's), and
     `adapter` what its site's labels taught (service/learning.py; None: the model alone). With
     a `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in that
-    account takes the label's side, its reason first (see `service.memory.overrule`).
+    account takes the label's side, its reason first (see `service.neardup.policy.overrule`).
     """
     return compute_verdicts(
         [comment], model, memory, [account_id], [thresholds], adapters=[adapter]

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from service.console.auth import LoginGuard
     from service.db import SessionFactory
     from service.engine import ModelHolder
-    from service.memory import NearDuplicateMemory
     from service.metrics import ServiceCollector
     from service.moderation.labels import LabelHook
+    from service.neardup.store import NearDuplicateMemory
     from service.queue import TaskQueue
     from service.ratelimit import RateLimiter
     from service.settings import Settings
@@ -40,7 +40,7 @@ class Services:
     sites: SiteCache = field(default_factory=SiteCache)
     # Called with the labels of each request once they are committed (service/moderation/labels.py).
     label_hooks: list[LabelHook] = field(default_factory=list)
-    # The near-duplicate memory (service/memory.py); None without Redis or when disabled.
+    # The near-duplicate memory (service/neardup/); None without Redis or when disabled.
     memory: NearDuplicateMemory | None = None
     limiter: RateLimiter | None = None
     metrics: ServiceCollector | None = None

@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     # Comments per page of the moderation queue.
     console_page_size: int = Field(default=50, ge=1, le=500)
 
-    # Near-duplicate memory (service/memory.py): a labelled comment's near-copies take its
+    # Near-duplicate memory (service/neardup/): a labelled comment's near-copies take its
     # label at once, before any retraining. Needs redis_url; off without it.
     near_duplicate_enabled: bool = True
     # Estimated Jaccard similarity of two texts' character 5-gram shingles to count as a match.

@@ -37,8 +37,8 @@ from service.callbacks import (
 from service.db import SessionFactory, make_engine, make_session_factory
 from service.engine import ModelHolder, score_stored_comments
 from service.learning import AdapterCache, adapter_params, fit_site
-from service.memory import NearDuplicateMemory
 from service.moderation.labels import label_id_of, render_label_callback
+from service.neardup.store import NearDuplicateMemory
 from service.privacy import purge_expired
 from service.queue import (
     ADAPT_PENDING_KEY,

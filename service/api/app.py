@@ -25,8 +25,9 @@ from service.db import make_engine, make_session_factory
 from service.engine import ModelHolder
 from service.intake import SiteCache
 from service.learning import adapt_hook, adapter_params, fit_site
-from service.memory import NearDuplicateMemory, remember_applied
 from service.metrics import ServiceCollector
+from service.neardup.labels import remember_applied
+from service.neardup.store import NearDuplicateMemory
 from service.queue import TaskQueue
 from service.ratelimit import RateLimiter
 from service.retraining import retrain_hook, retrain_outcomes
@@ -135,7 +136,7 @@ def build_services(settings: Settings) -> Services:
         settings, sessions, retrain_runs=partial(retrain_outcomes, settings)
     )
     services.memory = NearDuplicateMemory.from_settings(settings)
-    # A committed label protects its near-copies at once (service/memory.py).
+    # A committed label protects its near-copies at once (service/neardup/labels.py).
     services.label_hooks.append(partial(remember_applied, services.memory))
     # A label refits its site's adapter within seconds (service/learning.py).
     services.label_hooks.append(adapt_hook(partial(_adapt_site_now, services)))

@@ -28,7 +28,9 @@ from hypothesis import strategies as st
 from classifier import Decision, Thresholds
 from service.api.app import create_app
 from service.embedded import Supervisor, start_redis
-from service.memory import DEFAULT_PREFIX, Match, NearDuplicateMemory, Signer, overrule
+from service.neardup.policy import overrule
+from service.neardup.signing import Signer
+from service.neardup.store import DEFAULT_PREFIX, Match, NearDuplicateMemory
 from service.settings import Settings
 from tests.service.conftest import (
     AKISMET_THRESHOLDS,
@@ -104,7 +106,7 @@ def test_sign_same_in_another_process() -> None:
     sign = signer.sign(SPAM_TEXT)
     assert sign is not None
     code = (
-        "import sys; from service.memory import Signer; "
+        "import sys; from service.neardup.signing import Signer; "
         "print(Signer().sign(sys.argv[1]).values.tobytes().hex())"
     )
     out = subprocess.run(
