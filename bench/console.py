@@ -121,8 +121,9 @@ def seed(url: str, models: Path, size: int) -> None:
     from sqlalchemy import insert
 
     from classifier import Thresholds, load_model
-    from service import db, engine, security, tables, users
+    from service import db, security, tables, users
     from service.intake import get_or_create_site
+    from service.scoring.verdicts import to_record
     from service.settings import Settings
     from training.corpora import load_bundled
 
@@ -159,7 +160,7 @@ def seed(url: str, models: Path, size: int) -> None:
                     extra={},
                 )
             )
-        scored = model.score_many([engine.to_record(row) for row in rows])
+        scored = model.score_many([to_record(row) for row in rows])
         for row, verdict in zip(rows, scored, strict=True):
             comments.append({c: getattr(row, c) for c in (
                 "id", "site_id", "status", "is_test", "content", "author", "author_email",

@@ -61,8 +61,8 @@ def main() -> None:
     from classifier.artifact import load_model, set_active
     from service import tables
     from service.embedded import Supervisor, start_redis
-    from service.engine import compute_verdict
     from service.neardup.store import NearDuplicateMemory
+    from service.scoring.verdicts import compute_verdict
     from training.corpora import load_bundled
     from training.train import train
 

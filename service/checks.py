@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from classifier import LoadedModel, Thresholds
 from service import tables
 from service.batching import Item
-from service.engine import Scored, attach, compute_verdicts, score_ahead, score_into
 from service.intake import (
     SiteRef,
     check_resubmission,
@@ -30,6 +29,8 @@ from service.intake import (
 )
 from service.runtime import Services
 from service.schemas import CheckIn, CommentOut
+from service.scoring.store import attach, score_into
+from service.scoring.verdicts import Scored, compute_verdicts, score_ahead
 from service.writes import insert_many
 
 

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 from classifier import LoadedModel, Thresholds
 from classifier.adapter import AdapterParams, SiteAdapter, rows
 from service import tables
-from service.engine import to_record
 from service.moderation.labels import newest_labels
+from service.scoring.verdicts import to_record
 from service.settings import Settings
 from training.site_learning import learn_site
 

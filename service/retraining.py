@@ -23,9 +23,9 @@ from classifier.artifact import ArtifactError, list_versions
 from classifier.registry import activate
 from service import tables
 from service.db import SessionFactory
-from service.engine import to_record
 from service.moderation.labels import newest_labels
 from service.problems import ApiError, unavailable_error
+from service.scoring.verdicts import to_record
 from service.settings import Settings
 from training import runs
 from training.corpora import load_bundled

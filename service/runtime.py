@@ -18,12 +18,12 @@ if TYPE_CHECKING:
     from service.batching import Batcher
     from service.console.auth import LoginGuard
     from service.db import SessionFactory
-    from service.engine import ModelHolder
     from service.metrics import ServiceCollector
     from service.moderation.labels import LabelHook
     from service.neardup.store import NearDuplicateMemory
     from service.queue import TaskQueue
     from service.ratelimit import RateLimiter
+    from service.scoring.models import ModelHolder
     from service.settings import Settings
 
 

@@ -35,7 +35,6 @@ from service.callbacks import (
     record,
 )
 from service.db import SessionFactory, make_engine, make_session_factory
-from service.engine import ModelHolder, score_stored_comments
 from service.learning import AdapterCache, adapter_params, fit_site
 from service.moderation.labels import label_id_of, render_label_callback
 from service.neardup.store import NearDuplicateMemory
@@ -53,6 +52,8 @@ from service.queue import (
 )
 from service.retraining import retrain_if_due, run_retrain
 from service.schemas import CallbackBody
+from service.scoring.models import ModelHolder
+from service.scoring.store import score_stored_comments
 from service.settings import Settings
 from service.sweep import find_stale
 

@@ -2,7 +2,7 @@
 (`comment_check`), submit-spam/submit-ham (`feedback`) and what its reports count (`reports`).
 
 The router (`service/api/routes/akismet.py`) only turns these results into Akismet's exact bodies.
-A checked comment goes through the same functions as `POST /v1/check` (`intake` and `engine`),
+A checked comment goes through the same functions as `POST /v1/check` (`intake` and `scoring`),
 so it is stored and scored exactly like any other comment.
 """
 

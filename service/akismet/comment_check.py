@@ -1,5 +1,5 @@
 """comment-check: an Akismet request becomes a comment (with Akismet's test values as rules),
-stored and scored through the same functions as `POST /v1/check` (`intake` and `engine`)."""
+stored and scored through the same functions as `POST /v1/check` (`intake` and `scoring`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from classifier import Decision, LoadedModel, Reason
 from classifier.scoring import SPAM_DECISIONS
 from service import tables
 from service.akismet.requests import AkismetRequest
-from service.engine import attach, compute_verdict
 from service.intake import (
     SiteCache,
     SiteRef,
@@ -25,6 +24,8 @@ from service.intake import (
 )
 from service.neardup.store import NearDuplicateMemory
 from service.schemas import CommentIn
+from service.scoring.store import attach
+from service.scoring.verdicts import compute_verdict
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from classifier import LoadedModel
 from service import tables
 from service.akismet.comment_check import Submission, verdict_of
-from service.engine import attach
 from service.intake import (
     SiteCache,
     new_comment,
@@ -20,6 +19,7 @@ from service.intake import (
 from service.moderation.labels import AppliedLabel, apply_label
 from service.neardup.store import NearDuplicateMemory
 from service.schemas import CommentIn
+from service.scoring.store import attach
 
 # --- submit-spam / submit-ham ------------------------------------------------------------
 

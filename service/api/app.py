@@ -22,7 +22,6 @@ from service.batching import Batcher
 from service.checks import check_batch, prepare_checks
 from service.console.auth import LoginGuard
 from service.db import make_engine, make_session_factory
-from service.engine import ModelHolder
 from service.intake import SiteCache
 from service.learning import adapt_hook, adapter_params, fit_site
 from service.metrics import ServiceCollector
@@ -32,6 +31,7 @@ from service.queue import TaskQueue
 from service.ratelimit import RateLimiter
 from service.retraining import retrain_hook, retrain_outcomes
 from service.runtime import Services
+from service.scoring.models import ModelHolder
 from service.security import KeyCache
 from service.settings import Settings
 from service.submissions import submission_batch

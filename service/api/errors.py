@@ -14,10 +14,10 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.engine import ModelNotLoaded
 from service.intake import ExternalIdConflict, SiteLimitReached
 from service.problems import RETRY_AFTER_SECONDS, ApiError
 from service.schemas import ErrorOut
+from service.scoring.models import ModelNotLoaded
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from classifier.artifact import active_version, set_active
-from service.engine import ModelHolder, ModelNotLoaded, compute_verdicts, score_ahead
 from service.intake import new_comment
 from service.schemas import CheckIn
+from service.scoring.models import ModelHolder, ModelNotLoaded
+from service.scoring.verdicts import compute_verdicts, score_ahead
 
 
 def own_copy(models_dir: Path, tmp_path: Path) -> tuple[Path, str]:
@@ -90,7 +91,7 @@ from pathlib import Path
 import psutil
 from classifier.artifact import set_active
 from classifier.record import Comment
-from service.engine import ModelHolder
+from service.scoring.models import ModelHolder
 
 source, version = Path(sys.argv[1]), sys.argv[2]
 folder = Path(tempfile.mkdtemp())
