@@ -4,6 +4,7 @@ executed): the arrows of docs/architecture.md, held by a test."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,12 @@ def test_depend_on_the_api_only_to_serve_it() -> None:
     ]
     assert offences(domain, ("service.api",)) == []
     assert offences(modules("service/console"), ("service.api.routes", "service.api.app")) == []
+
+
+def test_name_only_files_that_exist_in_docs_architecture() -> None:
+    """docs/architecture.md's path of a comment stays true of the tree: every file and folder it
+    names exists."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:classifier|training|service|tests)/[\w/.]*)`", text))
+    assert len(named) > 30
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []
