@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -213,6 +214,9 @@ class Verdict(Base):
     model_version: Mapped[str] = mapped_column(String(100))
     duration_ms: Mapped[float] = mapped_column(Float)
     scored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Near-copies share it (usually): the moderation queue's review order shows one of a group
+    # before a second (service/neardup/signing.py `cluster_key`). None: scored before it existed.
+    cluster: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     comment: Mapped[Comment] = relationship(back_populates="verdict", lazy="raise")
 

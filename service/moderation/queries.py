@@ -78,7 +78,12 @@ def check_site(user: UserPrincipal, site: int | None) -> None:
 
 # --- the queue ---------------------------------------------------------------------------
 
-Order = Literal["uncertainty", "newest"]
+# `review`: the comments whose labels teach the site's model most first: the least sure
+# (|score − 0.5| ascending, the site's adapted score), but one of each group of near-copies
+# (`tables.Verdict.cluster`) before a second one of any group, so that a spam run of forty
+# copies takes one label (the near-duplicate memory applies it to the rest), not the first
+# forty places. `uncertainty`: least sure first, copies or not. `newest`: by arrival.
+Order = Literal["review", "uncertainty", "newest"]
 DecisionFilter = Literal["unsure", "ham", "spam", "discard", "all"]
 
 
@@ -94,7 +99,10 @@ def _decode_cursor(cursor: str, order: Order) -> tuple[Any, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value, comment_id = json.loads(raw)
-        if order == "uncertainty":
+        if order == "review":
+            rank, uncertainty = value
+            value = (int(rank), float(uncertainty))
+        elif order == "uncertainty":
             value = float(value)
         else:
             value = _CURSOR_TIME.validate_python(datetime.fromisoformat(value))
@@ -197,11 +205,27 @@ def queue_count(
     return int(session.execute(counted).scalar_one())
 
 
+def _review_rank(user: UserPrincipal, filters: dict[str, Any]) -> Any:
+    """Each queued comment's place within its group of near-copies (1: the least sure of its
+    group), among the comments the same filters select."""
+    group = func.coalesce(tables.Verdict.cluster, -tables.Verdict.id)
+    rank = func.row_number().over(
+        partition_by=group, order_by=(_uncertainty(), tables.Comment.id)
+    )
+    return (
+        queue_select(user, **filters)
+        .with_only_columns(
+            tables.Comment.id.label("id"), rank.label("rank"), maintain_column_froms=True
+        )
+        .subquery()
+    )
+
+
 def queue_page(
     session: Session,
     user: UserPrincipal,
     *,
-    order: Order = "uncertainty",
+    order: Order = "review",
     limit: int = 50,
     cursor: str | None = None,
     **filters: Any,
@@ -211,7 +235,20 @@ def queue_page(
     uncertainty = _uncertainty()
     # The verdicts come with the rows (the query joins them already): no second query.
     query = queue_select(user, **filters).options(contains_eager(comment.verdict))
-    if order == "uncertainty":
+    if order == "review":
+        ranked = _review_rank(user, filters)
+        query = query.join(ranked, ranked.c.id == comment.id).add_columns(ranked.c.rank)
+        if cursor is not None:
+            (rank, value), after = _decode_cursor(cursor, order)
+            query = query.where(
+                or_(
+                    ranked.c.rank > rank,
+                    and_(ranked.c.rank == rank, uncertainty > value),
+                    and_(ranked.c.rank == rank, uncertainty == value, comment.id > after),
+                )
+            )
+        query = query.order_by(ranked.c.rank, uncertainty, comment.id)
+    elif order == "uncertainty":
         if cursor is not None:
             value, after = _decode_cursor(cursor, order)
             query = query.where(
@@ -232,9 +269,14 @@ def queue_page(
     items = [QueueItemOut.from_row(row[0], row[1]) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
-        last, _, last_uncertainty = rows[limit - 1]
-        value = last_uncertainty if order == "uncertainty" else last.received_at.isoformat()
-        next_cursor = _encode_cursor(value, last.id)
+        last_row: Any = rows[limit - 1]
+        last = last_row[0]
+        position: Any = last.received_at.isoformat()
+        if order == "review":
+            position = [last_row[3], last_row[2]]
+        elif order == "uncertainty":
+            position = last_row[2]
+        next_cursor = _encode_cursor(position, last.id)
     return QueuePageOut(items=items, next_cursor=next_cursor)
 
 

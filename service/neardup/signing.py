@@ -101,3 +101,15 @@ class Signer:
             digest = hashlib.blake2b(values[start:stop].tobytes(), digest_size=8).hexdigest()
             bands.append(f"{i}:{digest}")
         return Signature(values, bands)
+
+
+def cluster_key(text: str, signature: Signature | None) -> int:
+    """A group key that near-copies share: the signature's first MinHash value, which two texts
+    share with probability equal to their shingles' Jaccard similarity (0.8 for near-copies at
+    the memory's threshold, seldom for unrelated texts). A text too short to sign (or scored
+    with no memory) is grouped with its exact copies only, by a hash of its normalised form,
+    in the range above 2^32 so that it never meets a MinHash value."""
+    if signature is not None:
+        return int(signature.values[0])
+    digest = hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=4).digest()
+    return (1 << 32) + int.from_bytes(digest, "big")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from classifier import Comment, LoadedModel, Thresholds, Verdict
 from service import tables
 from service.neardup.policy import overrule
-from service.neardup.signing import Signature
+from service.neardup.signing import Signature, cluster_key
 from service.neardup.store import Match, NearDuplicateMemory
 from service.writes import transient
 
@@ -109,7 +109,10 @@ def compute_verdicts(
     duration_ms = round((time.perf_counter() - started + ahead.seconds) * 1000, 3)
     scored_at = tables.utcnow()
     verdicts = []
-    for comment, verdict, match, own in zip(comments, scored, matches, thresholds, strict=True):
+    signatures = ahead.signatures or [None] * len(comments)
+    for comment, verdict, match, own, signature in zip(
+        comments, scored, matches, thresholds, signatures, strict=True
+    ):
         limits = own or model.thresholds
         score = verdict.score
         decision = limits.decide(score)
@@ -127,6 +130,7 @@ def compute_verdicts(
                 model_version=verdict.model_version,
                 duration_ms=duration_ms,
                 scored_at=scored_at,
+                cluster=cluster_key(comment.content, signature),
             )
         )
     return verdicts

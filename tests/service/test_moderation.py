@@ -158,6 +158,69 @@ def test_list_queue_orders_unsure_by_uncertainty_across_pages(
     assert listed == [str(i) for i in expected]
 
 
+def test_review_order_shows_one_of_each_run_of_near_copies_before_a_second(
+    client: TestClient, sessions: db.SessionFactory, account: Account, admin: User
+) -> None:
+    """A spam run of near-copies, all less sure than the rest, takes one place at the top of
+    the review order (its label reaches the rest through the memory), and the other comments
+    come next, least sure first; the run's other copies follow, across pages."""
+    site = make_site(sessions, account, "https://review.example")
+    run = [
+        seed_comment(sessions, site, 0.5 + i / 64, content=f"Cheap followers at example.com {i}")
+        for i in range(4)
+    ]
+    others = {
+        score: seed_comment(sessions, site, score, content=f"A question about step {score}")
+        for score in (0.375, 0.75, 0.25)
+    }
+    with sessions() as session:
+        for comment_id in run:
+            verdict = session.execute(
+                select(tables.Verdict).where(tables.Verdict.comment_id == comment_id)
+            ).scalar_one()
+            verdict.cluster = 12345
+        session.commit()
+
+    listed = queue_ids(client, admin, site=site, limit=2)
+    by_uncertainty = queue_ids(client, admin, site=site, order="uncertainty", limit=2)
+
+    expected = [run[0], others[0.375], *sorted([others[0.75], others[0.25]]), *run[1:]]
+    assert listed == [str(i) for i in expected]
+    assert by_uncertainty[:4] == [str(i) for i in run]
+
+
+def test_near_copies_scored_by_the_service_share_their_review_group(
+    client: TestClient, sessions: db.SessionFactory, account: Account
+) -> None:
+    text = "Get 5000 real followers today at cheap-followers.example, best prices guaranteed"
+    ids = []
+    for suffix in ("!", "!!", " now"):
+        response = client.post(
+            "/v1/check",
+            json={"blog": "https://groups.example", "content": text + suffix},
+            headers=account.headers,
+        )
+        assert response.status_code == 200, response.text
+        ids.append(uuid.UUID(response.json()["id"]))
+    other = client.post(
+        "/v1/check",
+        json={"blog": "https://groups.example", "content": "How do I reset the router's DNS?"},
+        headers=account.headers,
+    )
+    with sessions() as session:
+        clusters = {
+            row.comment_id: row.cluster
+            for row in session.execute(
+                select(tables.Verdict).where(
+                    tables.Verdict.comment_id.in_([*ids, uuid.UUID(other.json()["id"])])
+                )
+            ).scalars()
+        }
+    assert clusters[ids[0]] is not None
+    assert clusters[ids[0]] == clusters[ids[1]] == clusters[ids[2]]
+    assert clusters[uuid.UUID(other.json()["id"])] != clusters[ids[0]]
+
+
 def test_list_queue_filters_by_decision_and_orders_newest_first(
     client: TestClient, sessions: db.SessionFactory, account: Account, admin: User
 ) -> None:
@@ -206,7 +269,7 @@ def test_refuse_a_bad_cursor_without_echoing_what_failed_inside(
         encoded(b"[" * 100_000),
     ]
     messages = set()
-    for order in ("uncertainty", "newest"):
+    for order in ("review", "uncertainty", "newest"):
         for cursor in cursors:
             response = client.get(
                 "/v1/moderation/queue",

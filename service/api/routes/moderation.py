@@ -75,8 +75,11 @@ def moderation_queue(
     ] = "unsure",
     order: Annotated[
         Order,
-        Query(description="`uncertainty`: |score − 0.5| ascending (least sure first); `newest`."),
-    ] = "uncertainty",
+        Query(
+            description="`review`: least sure first (|score − 0.5| ascending), one of each group "
+            "of near-copies before a second; `uncertainty`: least sure first; `newest`."
+        ),
+    ] = "review",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=1000, description="`next_cursor` of the previous page.")
