@@ -185,7 +185,13 @@ class RateLimiter:
     `counters` counts other things (console logins) in the same Redis, or in this process
     without Redis."""
 
-    def __init__(self, settings: Settings, pause_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pause_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
         self.per_key = settings.rate_limit_per_key
         self.per_ip = settings.rate_limit_per_ip
         self.window = settings.rate_limit_window_seconds
@@ -204,7 +210,7 @@ class RateLimiter:
             counted = self._redis or redis.asyncio.Redis.from_url(
                 settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5
             )
-        self.counters = Counters(counted, self._secret, pause_seconds)
+        self.counters = Counters(counted, self._secret, pause_seconds, clock)
 
     @property
     def enabled(self) -> bool:
@@ -227,7 +233,7 @@ class RateLimiter:
         """Count this request; the limit it went over, or None if it may proceed."""
         if self._redis is None:
             return None
-        now = time.time()
+        now = self._clock()
         if now < self._paused_until:
             return None
         window = int(now // self.window)

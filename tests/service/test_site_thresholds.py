@@ -15,6 +15,7 @@ from sqlalchemy import update
 from classifier import Thresholds
 from service import db, tables, users
 from service.embedded import Supervisor
+from service.intake import SiteCache, resolve_site
 from service.settings import Settings
 from service.site_thresholds import InvalidThresholds, SiteThresholds
 from tests.service.conftest import (
@@ -166,22 +167,25 @@ def test_decide_with_the_site_thresholds_on_check_webhook_and_akismet(
 
 
 def test_apply_a_change_made_elsewhere_within_the_cache_time(
-    http: httpx.Client, account: Account, sessions: db.SessionFactory
+    account: Account, sessions: db.SessionFactory
 ) -> None:
+    """A process reads a site's thresholds again once its cache entry is `ttl_seconds` old: a
+    change made by another process takes effect within that long (a clock, not a wait)."""
+    now = [0.0]
+    cache = SiteCache(ttl_seconds=CACHE_SECONDS, clock=lambda: now[0])
     blog = "https://elsewhere.example"
-    site = site_id(http, account, blog)
-    assert check(http, account, blog)["decision"] == "unsure"
-    # As another API process would: straight into the database, this process's cache untold.
     with sessions() as session:
+        site = resolve_site(session, cache, account.id, blog)
+        assert site.thresholds.spam is None
+        # As another API process would: straight into the database, this cache untold.
         session.execute(
-            update(tables.Site).where(tables.Site.id == site).values(threshold_spam=LOW_SPAM)
+            update(tables.Site).where(tables.Site.id == site.id).values(threshold_spam=LOW_SPAM)
         )
         session.commit()
-    wait_until(
-        lambda: check(http, account, blog)["decision"] == "spam",
-        CACHE_SECONDS * 20,
-        "the API process to read the site's new thresholds",
-    )
+        now[0] = CACHE_SECONDS * 0.9
+        assert resolve_site(session, cache, account.id, blog).thresholds.spam is None
+        now[0] = CACHE_SECONDS
+        assert resolve_site(session, cache, account.id, blog).thresholds.spam == LOW_SPAM
 
 
 def test_reset_thresholds_to_the_model(
