@@ -51,6 +51,7 @@ from tests.service.conftest import (
     models_dir,
     receiver,
     scored_count,
+    session_factory,
     verdicts_per_comment,
     wait_until,
 )
@@ -256,9 +257,8 @@ def settings(
 
 @pytest.fixture(scope="module")
 def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
+    with session_factory(settings) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -104,13 +104,6 @@ def fuzz_admin(settings: Settings) -> Account:
     return create_admin(settings, "fuzz-admin")
 
 
-@pytest.fixture(scope="module")
-def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
-
-
 @dataclass(frozen=True)
 class Credentials:
     """The bearer credential for each scheme an operation's OpenAPI `security` names."""

@@ -44,6 +44,7 @@ from tests.service.conftest import (
     create_account,
     create_admin,
     make_settings,
+    session_factory,
 )
 
 pytestmark = [pytest.mark.xdist_group("reliability_fuzz"), pytest.mark.slow]
@@ -65,9 +66,8 @@ def http(live_server: LiveServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def sessions(live_server: LiveServer) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(live_server.settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
+    with session_factory(live_server.settings) as factory:
+        yield factory
 
 
 @pytest.fixture

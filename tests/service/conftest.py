@@ -190,6 +190,23 @@ def settings(
     )
 
 
+@contextlib.contextmanager
+def session_factory(settings: Settings) -> Iterator[db.SessionFactory]:
+    """Sessions on `settings`' database, its engine disposed of afterwards."""
+    engine = db.make_engine(settings)
+    try:
+        yield db.make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
+    """Sessions on the module's database (its `settings`, the shared one unless it has its own)."""
+    with session_factory(settings) as factory:
+        yield factory
+
+
 @dataclass
 class Account:
     id: int

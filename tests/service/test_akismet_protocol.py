@@ -14,7 +14,13 @@ from sqlalchemy import func, select, update
 
 from service import akismet, db, tables
 from service.privacy import hash_ip
-from tests.service.conftest import Account, LiveServer, create_account, stored_text
+from tests.service.conftest import (
+    Account,
+    LiveServer,
+    create_account,
+    session_factory,
+    stored_text,
+)
 
 pytestmark = pytest.mark.xdist_group("akismet_protocol")
 
@@ -37,9 +43,8 @@ def account(live_server: LiveServer) -> Account:
 
 @pytest.fixture(scope="module")
 def sessions(live_server: LiveServer) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(live_server.settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
+    with session_factory(live_server.settings) as factory:
+        yield factory
 
 
 def fields(account: Account, **extra: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.service.conftest import (
     create_admin,
     make_settings,
     serve_app,
+    session_factory,
     wait_until,
 )
 
@@ -60,9 +61,8 @@ def cli(cached_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner
 
 @pytest.fixture(scope="module")
 def sessions(cached_settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(cached_settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
+    with session_factory(cached_settings) as factory:
+        yield factory
 
 
 def _check(url: str, account: Account) -> int:

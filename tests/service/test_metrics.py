@@ -44,13 +44,6 @@ def servers(metrics_settings: Settings) -> Iterator[tuple[str, str]]:
         yield first, second
 
 
-@pytest.fixture(scope="module")
-def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
-
-
 def scrape(url: str, headers: dict[str, str] | None = None) -> Samples:
     response = httpx.get(f"{url}/metrics", headers=headers, timeout=10)
     assert response.status_code == 200, response.text

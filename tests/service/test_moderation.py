@@ -29,13 +29,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture(scope="module")
-def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
-
-
 @dataclass
 class User:
     id: int

@@ -46,13 +46,6 @@ def settings(
 
 
 @pytest.fixture(scope="module")
-def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
 def api(settings: Settings, workers: Supervisor) -> Iterator[httpx.Client]:
     with serve_app(settings) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield client

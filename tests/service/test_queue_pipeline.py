@@ -34,13 +34,6 @@ def client(settings: Settings, workers: Supervisor) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture(scope="module")
-def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
-
-
 def submit(client: TestClient, account: Account, external_id: str, callback_url: str | None) -> str:
     body: dict[str, Any] = {
         "external_id": external_id,

@@ -70,13 +70,6 @@ def settings(
 
 
 @pytest.fixture(scope="module")
-def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
 def api(settings: Settings) -> Iterator[str]:
     """The app on a real uvicorn server, with the queue (unlike the Akismet tests' server)."""
     with serve_app(settings) as url:

@@ -62,13 +62,6 @@ def http(settings: Settings) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def sessions(settings: Settings) -> Iterator[db.SessionFactory]:
-    engine = db.make_engine(settings)
-    yield db.make_session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
 def admin(settings: Settings) -> Account:
     return create_admin(settings)
 
