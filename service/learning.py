@@ -127,7 +127,12 @@ def fit_site(
 
 
 def adapter_params(settings: Settings) -> AdapterParams:
-    return AdapterParams(l2=settings.adapt_l2, prior=settings.adapt_prior)
+    return AdapterParams(
+        l2=settings.adapt_l2,
+        prior=settings.adapt_prior,
+        prior_labels=settings.adapt_prior_labels,
+        prior_min=settings.adapt_prior_min,
+    )
 
 
 def load_learned(row: tables.SiteAdapter) -> Learned:

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # its recalibration of the shared model's score (larger: closer to the shared model).
     adapt_l2: float = Field(default=0.3, gt=0)
     adapt_prior: float = Field(default=30.0, gt=0)
+    # The recalibration's prior weakens as a site's labels come: half as strong at this many
+    # labels (0: it stays `adapt_prior`), never below `adapt_prior_min` (classifier/adapter.py).
+    adapt_prior_labels: float = Field(default=20.0, ge=0)
+    adapt_prior_min: float = Field(default=3.0, gt=0)
     # Labels per class (spam AND ham) a site needs before its adapter chooses the site's own
     # thresholds (on its labels' cross-validated scores); 0: the shared model's thresholds.
     adapt_min_site_threshold_labels: int = Field(default=20, ge=0)

@@ -84,6 +84,20 @@ def test_stronger_prior_keeps_the_adapter_closer_to_the_shared_model(model: Load
     )
 
 
+def test_the_recalibration_prior_weakens_as_the_site_labels_more(model: LoadedModel) -> None:
+    """Strong with a few labels, weak with many: a site whose labels keep saying the shared
+    model is wrong about it moves the recalibration further than a fixed prior lets it."""
+    params = AdapterParams()
+    assert params.prior_for(0) == params.prior
+    assert params.prior_for(params.prior_labels) == params.prior / 2
+    assert params.prior_for(10_000) == params.prior_min
+    batch = _batch(model, _notices(100) + _ordinary(100))
+    labels = np.array([1] * 100 + [0] * 100)
+    fixed = fit(batch, labels, AdapterParams(prior_labels=0))
+    weakening = fit(batch, labels, params)
+    assert abs(weakening.bias) + abs(weakening.scale - 1) > abs(fixed.bias) + abs(fixed.scale - 1)
+
+
 def test_learn_site_chooses_thresholds_only_with_enough_labels(model: LoadedModel) -> None:
     batch = _batch(model, _notices(25) + _ordinary(25))
     labels = np.array([1] * 25 + [0] * 25)
