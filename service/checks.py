@@ -43,7 +43,7 @@ class CheckRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Prepared:
+class PreparedChecks:
     """A batch's checks scored on the event loop (`prepare_checks`), for `check_batch`."""
 
     model: LoadedModel
@@ -67,7 +67,9 @@ def prepare_checks(services: Services, items: Sequence[Item[CheckRequest]]) -> N
         sites.append(site)
     fresh = _new_comments([item.value for item in items], sites)
     adapters = [site.adapter for site in sites]
-    prepared = Prepared(model, sites, fresh, score_ahead(fresh, model, services.memory, adapters))
+    prepared = PreparedChecks(
+        model, sites, fresh, score_ahead(fresh, model, services.memory, adapters)
+    )
     items[0].prepared = prepared  # the whole batch's, kept on its first item
 
 
@@ -87,7 +89,7 @@ def check_batch(
     requests = [item.value for item in items]
     services.models.reload_if_changed()  # a stat() at most once per check interval
     model = services.models.current
-    prepared: Prepared | None = items[0].prepared if items else None
+    prepared: PreparedChecks | None = items[0].prepared if items else None
     if prepared is not None and prepared.model is not model:
         prepared = None  # scored by the model this one replaced: scored again
     with services.sessions() as session:

@@ -6,7 +6,7 @@ A checked comment goes through the same functions as `POST /v1/check` (`intake` 
 so it is stored and scored exactly like any other comment.
 """
 
-from service.akismet.comment_check import Submission, answers_spam, check, to_submission
+from service.akismet.comment_check import AkismetSubmission, answers_spam, check, to_submission
 from service.akismet.feedback import SUBMISSION_THANKS, record_feedback
 from service.akismet.reports import key_sites, stats, subscription, usage_limit
 from service.akismet.requests import (
@@ -23,7 +23,7 @@ from service.akismet.requests import (
 __all__ = [
     "SUBMISSION_THANKS",
     "AkismetRequest",
-    "Submission",
+    "AkismetSubmission",
     "UnsupportedCharset",
     "actor",
     "answers_spam",

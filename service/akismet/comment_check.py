@@ -83,7 +83,7 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
-class Submission:
+class AkismetSubmission:
     """An Akismet call's comment, ready for `intake`, and the rule that decides it (if any)."""
 
     comment: CommentIn
@@ -111,7 +111,7 @@ def _parse_date(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def to_submission(request: AkismetRequest, max_content_bytes: int) -> Submission:
+def to_submission(request: AkismetRequest, max_content_bytes: int) -> AkismetSubmission:
     """The comment an Akismet call describes; unknown fields go to `extra`, as sent."""
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -141,7 +141,7 @@ def to_submission(request: AkismetRequest, max_content_bytes: int) -> Submission
         is_test=_truthy(request.value("is_test")),
         extra=extra,
     )
-    return Submission(comment, _rule(comment, honeypot_name), notes)
+    return AkismetSubmission(comment, _rule(comment, honeypot_name), notes)
 
 
 def _rule(comment: CommentIn, honeypot_name: str) -> Rule | None:
@@ -168,7 +168,7 @@ def _rule(comment: CommentIn, honeypot_name: str) -> Rule | None:
 
 def verdict_of(
     comment: tables.Comment,
-    submission: Submission,
+    submission: AkismetSubmission,
     model: LoadedModel,
     memory: NearDuplicateMemory | None = None,
     account_id: int | None = None,
@@ -196,7 +196,7 @@ def check(
     session: Session,
     sites: SiteCache,
     account_id: int,
-    submission: Submission,
+    submission: AkismetSubmission,
     model: LoadedModel,
     memory: NearDuplicateMemory | None = None,
 ) -> tables.Comment:

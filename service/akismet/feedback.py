@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from classifier import LoadedModel
 from service import tables
-from service.akismet.comment_check import Submission, verdict_of
+from service.akismet.comment_check import AkismetSubmission, verdict_of
 from service.intake import (
     SiteCache,
     new_comment,
@@ -59,7 +59,7 @@ def record_feedback(
     session: Session,
     sites: SiteCache,
     account_id: int,
-    submission: Submission,
+    submission: AkismetSubmission,
     label: tables.LabelValue,
     guid: str,
     who: str,

@@ -133,7 +133,7 @@ def _account(
     return account_id, key, ""
 
 
-def _submission(form: AkismetRequest, services: Services) -> akismet.Submission:
+def _submission(form: AkismetRequest, services: Services) -> akismet.AkismetSubmission:
     """The call's comment as it may be stored: its addresses hashed unless configured
     otherwise (`user_ip`, and those among the other fields), no cookies (docs/privacy.md)."""
     settings = services.settings
