@@ -4,13 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install browser wordpress clients lint typecheck bench peers clean
+.PHONY: run test test-fast install browser wordpress clients lint typecheck bench peers clean
 
 run: $(STAMP)
 	$(BIN)/commentguard serve
 
 test: $(STAMP) browser wordpress clients
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# Everything but the tests marked slow (browsers, WordPress, the reliability runs): for the
+# edit-test loop; `make test` is the run that counts.
+test-fast: $(STAMP) clients
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 # The console's browser tests drive Debian's chromium through Playwright (no browser download
 # by Playwright): install it when missing. Needs root, as CI runs; without chromium those

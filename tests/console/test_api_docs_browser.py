@@ -13,7 +13,7 @@ from service.settings import Settings
 from tests.service.conftest import make_settings, serve_app
 
 # The console's group: one Playwright (the `browser` fixture) per process.
-pytestmark = pytest.mark.xdist_group("console")
+pytestmark = [pytest.mark.xdist_group("console"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

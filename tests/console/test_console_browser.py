@@ -14,7 +14,7 @@ from service import tables
 from tests.console.conftest import Console, browser_login, check, site_id_of
 from tests.service.conftest import Account
 
-pytestmark = pytest.mark.xdist_group("console")
+pytestmark = [pytest.mark.xdist_group("console"), pytest.mark.slow]
 
 QUEUE_TEXTS = [
     "Great post, I learned a lot from this one.",

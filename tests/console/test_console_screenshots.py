@@ -24,7 +24,7 @@ from tests.console.conftest import (
 )
 from tests.service.conftest import Account, make_settings
 
-pytestmark = pytest.mark.xdist_group("console_screenshots")
+pytestmark = [pytest.mark.xdist_group("console_screenshots"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
