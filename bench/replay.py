@@ -85,6 +85,7 @@ def replay_one(
     """One replay, in its own process (its own embedded service); the seconds it took."""
     site, _ = CORPORA[name]
     folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(ROOT / "bench" / "replay_service.py")]
     command += [str(path) for path in corpus_files(name)]
     command += ["--site", site, "--out", str(folder / f"seed{seed}"), "--seed", str(seed)]
