@@ -11,10 +11,11 @@ import contextvars
 import logging
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 from celery import Task, shared_task
@@ -59,6 +60,42 @@ from service.sweep import find_stale
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class CountingPool:
+    """A thread pool that says how many of its jobs wait for a thread: submitted, not started.
+
+    The count is kept here, by the code that submits, rather than read from the executor's
+    private queue."""
+
+    def __init__(self, threads: int, thread_name_prefix: str) -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=thread_name_prefix)
+        self._lock = threading.Lock()
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        with self._lock:
+            self._waiting += 1
+        try:
+            return self._pool.submit(self._run, fn, *args, **kwargs)
+        except BaseException:
+            self._started()
+            raise
+
+    def _started(self) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self._started()
+        return fn(*args, **kwargs)
+
 
 @dataclass
 class WorkerContext:
@@ -70,7 +107,7 @@ class WorkerContext:
     models: ModelHolder
     client: CallbackClient
     senders: ThreadPoolExecutor  # each sends a batch's first attempts, then records them
-    posters: ThreadPoolExecutor  # the HTTP POSTs themselves, in parallel
+    posters: CountingPool  # the HTTP POSTs themselves, in parallel
     memory: NearDuplicateMemory | None = None  # near-duplicates of labelled comments
     adapters: AdapterCache | None = None  # what each site's labels taught
 
@@ -100,9 +137,7 @@ def context() -> WorkerContext:
             models = ModelHolder.from_settings(_settings)
             models.load()
             senders = ThreadPoolExecutor(4, thread_name_prefix="callbacks")
-            posters = ThreadPoolExecutor(
-                _settings.callback_worker_threads, thread_name_prefix="callback"
-            )
+            posters = CountingPool(_settings.callback_worker_threads, thread_name_prefix="callback")
             _context = WorkerContext(
                 _settings,
                 engine,
@@ -168,7 +203,7 @@ def _score(self: Task, comment_ids: list[str], request_ids: list[str | None]) ->
     # Redis; scoring goes on meanwhile, so a slow platform holds a thread, not this worker.
     # When the threads are busy, the callback worker's queue takes the deliveries instead.
     # Either way a delivery is in the database: if this process dies, the sweep retries it.
-    threads_free = ctx.posters._work_queue.qsize() < 4 * ctx.settings.callback_worker_threads
+    threads_free = ctx.posters.waiting < 4 * ctx.settings.callback_worker_threads
     try:
         outcomes = score_stored_comments(
             ctx.sessions,
