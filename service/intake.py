@@ -17,7 +17,7 @@ from classifier.adapter import SiteAdapter
 from service import tables
 from service.learning import AdapterCache, Learned
 from service.schemas import CommentIn
-from service.site_thresholds import SiteThresholds
+from service.scoring.thresholds import SiteThresholds
 from service.writes import transient
 
 DEFAULT_SITE = ""

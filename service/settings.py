@@ -202,7 +202,7 @@ class Settings(BaseSettings):
     # without end. 0: no limit. Admins granting a site create it whatever the count.
     max_sites_per_account: int = Field(default=1000, ge=0)
 
-    # Per-site thresholds (service/site_thresholds.py): how long an API process reuses a site's
+    # Per-site thresholds (service/scoring/thresholds.py): how long an API process reuses a site's
     # row (its id and thresholds) before reading it again, seconds. An admin's change takes
     # effect at once in the process that made it and within this long in every other one
     # (workers read the site with each comment, so at once). API keys are cached as long: a

@@ -129,7 +129,7 @@ class Site(Base):
     url: Mapped[str] = mapped_column(String(2048))
     callback_secret: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # The site's own decision thresholds (service/site_thresholds.py); null: the model's.
+    # The site's own decision thresholds (service/scoring/thresholds.py); null: the model's.
     threshold_unsure: Mapped[float | None] = mapped_column(Float, default=None)
     threshold_spam: Mapped[float | None] = mapped_column(Float, default=None)
     threshold_discard: Mapped[float | None] = mapped_column(Float, default=None)

@@ -21,7 +21,7 @@ from service.moderation.queries import thresholds_out, visible_comment
 from service.problems import ApiError
 from service.runtime import Services
 from service.schemas import SiteThresholdsOut, ThresholdsIn
-from service.site_thresholds import InvalidThresholds, SiteThresholds, set_site_thresholds
+from service.scoring.thresholds import InvalidThresholds, SiteThresholds, set_site_thresholds
 from service.users import UserPrincipal
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from service.schemas import (
     ThresholdsOut,
     UtcDateTime,
 )
-from service.site_thresholds import SiteThresholds
+from service.scoring.thresholds import SiteThresholds
 from service.users import UserPrincipal
 
 # --- who sees what -----------------------------------------------------------------------

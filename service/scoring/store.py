@@ -19,8 +19,8 @@ from service import tables
 from service.callbacks import Claim
 from service.db import SessionFactory
 from service.neardup.store import NearDuplicateMemory
+from service.scoring.thresholds import SiteThresholds
 from service.scoring.verdicts import compute_verdict, compute_verdicts
-from service.site_thresholds import SiteThresholds
 from service.writes import insert_all, insert_row, table_of
 
 if TYPE_CHECKING:

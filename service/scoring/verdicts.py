@@ -54,7 +54,7 @@ def compute_verdict(
 ) -> tables.Verdict:
     """Score a comment (its `id` set) into a verdict row, touching no database.
 
-    `thresholds` are the comment's site's (see `site_thresholds`; None: the model's), and
+    `thresholds` are the comment's site's (see `thresholds`; None: the model's), and
     `adapter` what its site's labels taught (service/learning.py; None: the model alone). With
     a `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in that
     account takes the label's side, its reason first (see `service.neardup.policy.overrule`).

@@ -16,8 +16,8 @@ from classifier import Thresholds
 from service import db, tables, users
 from service.embedded import Supervisor
 from service.intake import SiteCache, resolve_site
+from service.scoring.thresholds import InvalidThresholds, SiteThresholds
 from service.settings import Settings
-from service.site_thresholds import InvalidThresholds, SiteThresholds
 from tests.service.conftest import (
     AKISMET_THRESHOLDS,
     Account,
