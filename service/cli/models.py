@@ -278,6 +278,9 @@ def _headline_metrics(metrics: dict[str, Any]) -> dict[str, Any] | None:
         figures = found.get("at_spam_threshold", found)
         if isinstance(figures, dict) and "mcc" in figures:
             n = figures.get("n")
+            protocol = found.get("protocol")
+            if protocol:  # training/train.py: every row scored by a fit that never saw it
+                described = f"unseen rows, {protocol}"
             return {**figures, "set": described + (f", n={n}" if n is not None else "")}
     return None
 

@@ -152,7 +152,8 @@ def test_models_list_shows_whole_versions_and_names_the_mcc_set(trained: Path) -
     done = _run("models", "list", cwd=trained, env={"COLUMNS": "30"})
     assert done.returncode == 0, done.stderr
     assert version in done.stdout
-    assert "(validation split, n=" in done.stdout
+    # One file: no corpus to leave out, so three folds (the default model: leave-one-domain-out).
+    assert "(unseen rows, 3-fold, n=" in done.stdout
     listed = json.loads(_run("models", "list", "--json", cwd=trained).stdout)
     assert [row["version"] for row in listed] == [version]
     assert listed[0]["status"] == "active" and "validation" in listed[0]["metrics"]
