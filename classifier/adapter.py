@@ -22,9 +22,8 @@ is too sure or too shy there); `v` learns what is spam or ham on this site in pa
 The recalibration's prior μ(n) weakens as the site's labels n come: with a handful of labels
 a strong prior (μ = 30) keeps two contradictory ones from squashing every score of the site
 toward 0.5, and with hundreds a weak one (μ_min = 3) lets the site's evidence say how far the
-base is to be trusted there (the base is usually too sure on a stream it has never seen). In
-offline replays (bench/replay_offline.py) a fixed μ of 30 left YouTube at F1 0.890 and 19% of
-comments reviewed, a fixed 3 reached 0.935 and 15%, and this schedule 0.932 and 15%.
+base is to be trusted there (the base is usually too sure on a stream it has never seen). The
+replays behind these values are in docs/benchmarks.md ("Replay offline").
 
 Everything here is numpy and scipy: fitting takes milliseconds for a few hundred labels, and
 scoring a comment costs one sorted lookup per n-gram on top of the base model's own work.
