@@ -4,20 +4,13 @@ data."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from service.cli.common import console, load_settings, spinning, working
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-    from sqlalchemy.orm import Session
-
-    from service.settings import Settings
-
+from service.cli.common import console, database, load_settings, spinning, working
 
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 privacy_app = typer.Typer(help="Personal data: forget a person, purge old comments.")
@@ -37,18 +30,12 @@ def keys_create(
     ] = False,
 ) -> None:
     """Create an account and its API key; the key is printed once and never stored."""
-    from service import db
     from service.security import create_account_with_key
 
     settings = load_settings()
-    db.upgrade(settings)
-    engine = db.make_engine(settings)
-    try:
-        with db.make_session_factory(engine)() as session:
-            new = create_account_with_key(session, name, settings.secret_key, akismet)
-            session.commit()
-    finally:
-        engine.dispose()
+    with database(settings) as sessions, sessions() as session:
+        new = create_account_with_key(session, name, settings.secret_key, akismet)
+        session.commit()
     console.print(
         f"account {new.account_id} created with key {new.key_id}; "
         "this is the only time the key is shown:"
@@ -68,12 +55,8 @@ def keys_list(
     from service import security
 
     settings = load_settings()
-    engine, session = _user_session(settings)
-    try:
-        with session:
-            found = security.list_keys(session, account)
-    finally:
-        engine.dispose()
+    with database(settings) as sessions, sessions() as session:
+        found = security.list_keys(session, account)
     if as_json:
         typer.echo(json.dumps([asdict(k) for k in found], indent=2, default=str))
         return
@@ -99,16 +82,13 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (`keys 
     from service import audit, security
 
     settings = load_settings()
-    engine, session = _user_session(settings)
     try:
-        with session:
+        with database(settings) as sessions, sessions() as session:
             key, changed = security.revoke_key(session, key_id, audit.Actor.cli())
             session.commit()
     except security.UnknownKey as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
     state = "revoked" if changed else "was already revoked"
     console.print(f"key {key.id} ({key.prefix}…) of account {key.account_id} {state}")
 
@@ -116,15 +96,6 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (`keys 
 users_app = typer.Typer(help="Manage moderators and admins.", no_args_is_help=True)
 
 NEW_USER_PASSWORD_ENV = "COMMENTGUARD_NEW_USER_PASSWORD"
-
-
-def _user_session(settings: Settings) -> tuple[Engine, Session]:
-    """A session on the migrated database, and the engine to dispose of afterwards."""
-    from service import db
-
-    db.upgrade(settings)
-    engine = db.make_engine(settings)
-    return engine, db.make_session_factory(engine)()
 
 
 @users_app.command("create")
@@ -155,16 +126,13 @@ def users_create(
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     settings = load_settings()
     with spinning("creating the user"):
-        engine, session = _user_session(settings)
         try:
-            with session:
+            with database(settings) as sessions, sessions() as session:
                 new = users.create_user(session, name, chosen, settings.secret_key, password)
                 session.commit()
         except users.UserError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
-        finally:
-            engine.dispose()
     console.print(
         f"{chosen.value} {name!r} created (user {new.user_id}"
         f"{', with a password' if password else ''}); "
@@ -180,17 +148,14 @@ def users_token(name: Annotated[str, typer.Argument(help="The user's name.")]) -
     from service import users
 
     settings = load_settings()
-    engine, session = _user_session(settings)
     try:
-        with session:
+        with database(settings) as sessions, sessions() as session:
             user = users.user_by_name(session, name)
             new = users.create_token(session, user.id, settings.secret_key)
             session.commit()
     except users.UserError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
     console.print(f"token {new.token_id} for {name!r}; this is the only time it is shown:")
     typer.echo(new.plaintext)
 
@@ -213,17 +178,14 @@ def users_grant(
     from service import users
 
     settings = load_settings()
-    engine, session = _user_session(settings)
     try:
-        with session:
+        with database(settings) as sessions, sessions() as session:
             site = users.grant_site(session, name, site_url, account)
             session.commit()
             site_id, url, account_id = site.id, site.url, site.account_id
     except users.UserError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
     console.print(f"{name!r} may now moderate site {site_id} ({url!r}, account {account_id})")
 
 
@@ -241,17 +203,14 @@ def users_ungrant(
     from service import audit, users
 
     settings = load_settings()
-    engine, session = _user_session(settings)
     try:
-        with session:
+        with database(settings) as sessions, sessions() as session:
             site, removed = users.ungrant_site(session, name, site_url, account, audit.Actor.cli())
             session.commit()
             site_id, url = site.id, site.url
     except users.UserError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
     if not removed:
         console.print(f"[red]error:[/red] {name!r} had no grant of site {site_id} ({url!r})")
         raise typer.Exit(1)
@@ -263,10 +222,9 @@ def _change_user(name: str, change: str) -> str:
     from service import audit, users
 
     settings = load_settings()
-    engine, session = _user_session(settings)
     actor = audit.Actor.cli()
     try:
-        with session:
+        with database(settings) as sessions, sessions() as session:
             user = users.user_by_name(session, name)
             if change == "revoke-tokens":
                 tokens, ended = users.revoke_tokens(session, user, actor)
@@ -278,8 +236,6 @@ def _change_user(name: str, change: str) -> str:
     except users.UserError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
     return done
 
 
@@ -315,12 +271,8 @@ def users_list(
     from service import users
 
     settings = load_settings()
-    engine, session = _user_session(settings)
-    try:
-        with session:
-            found = users.list_users(session)
-    finally:
-        engine.dispose()
+    with database(settings) as sessions, sessions() as session:
+        found = users.list_users(session)
     if as_json:
         typer.echo(json.dumps([asdict(u) for u in found], indent=2))
         return
@@ -344,19 +296,14 @@ def privacy_forget(
     email: Annotated[str, typer.Option("--email", help="The commenter's e-mail address.")],
 ) -> None:
     """Erase the content and personal data of every comment sent with this e-mail address."""
-    from service import db
     from service.privacy import forget_email
 
     settings = load_settings()
     if not email.strip():
         console.print("[red]error:[/red] --email must not be empty")
         raise typer.Exit(2)
-    db.upgrade(settings)
-    engine = db.make_engine(settings)
-    try:
-        result = forget_email(db.make_session_factory(engine), email)
-    finally:
-        engine.dispose()
+    with database(settings) as sessions:
+        result = forget_email(sessions, email)
     console.print(
         f"{result.comments} comments purged (content and personal fields erased), "
         f"{result.verdicts} verdicts' word reasons removed; verdicts and labels are kept"
@@ -368,7 +315,6 @@ def privacy_forget(
 @working("purging old comments")
 def privacy_purge() -> None:
     """Purge now the comments older than COMMENTGUARD_RETENTION_DAYS (beat does it hourly)."""
-    from service import db
     from service.privacy import purge_expired
 
     settings = load_settings()
@@ -376,11 +322,7 @@ def privacy_purge() -> None:
         console.print("COMMENTGUARD_RETENTION_DAYS is 0: comments are kept forever")
         typer.echo("comments=0 verdicts=0")
         return
-    db.upgrade(settings)
-    engine = db.make_engine(settings)
-    try:
-        result = purge_expired(db.make_session_factory(engine), settings)
-    finally:
-        engine.dispose()
+    with database(settings) as sessions:
+        result = purge_expired(sessions, settings)
     console.print(f"{result.comments} comments older than {settings.retention_days} days purged")
     typer.echo(f"comments={result.comments} verdicts={result.verdicts}")

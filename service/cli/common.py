@@ -1,5 +1,5 @@
-"""What the `commentguard` command's modules share: the console, the settings, the models
-folder option, progress bars and spinners."""
+"""What the `commentguard` command's modules share: the console, the settings, the database,
+the models folder option, progress bars and spinners."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
+    from service.db import SessionFactory
     from service.settings import Settings
 
 console = Console(stderr=True, soft_wrap=True)
@@ -129,3 +130,18 @@ def configure_logs(settings: Settings) -> None:
     from service.logs import configure_logging
 
     configure_logging(settings)
+
+
+@contextlib.contextmanager
+def database(settings: Settings, *, migrate: bool = True) -> Iterator[SessionFactory]:
+    """Sessions on the database of `settings` for the block, migrated first unless `migrate`
+    is False; the engine is disposed of when the block ends, however it ends."""
+    from service import db
+
+    if migrate:
+        db.upgrade(settings)
+    engine = db.make_engine(settings)
+    try:
+        yield db.make_session_factory(engine)
+    finally:
+        engine.dispose()

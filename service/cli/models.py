@@ -16,6 +16,7 @@ from service.cli.common import (
     ModelsDir,
     configure_logs,
     console,
+    database,
     load_settings,
     models_folder,
     progress_bar,
@@ -166,27 +167,21 @@ def retrain(
     ] = False,
 ) -> None:
     """Retrain now from the corpora and the database's labels; the gate decides promotion."""
-    from service import db
     from service.retraining import run_retrain
 
     settings = load_settings()
     configure_logs(settings.model_copy(update={"log_level": "WARNING"}))
     if seed is not None:
         settings = settings.model_copy(update={"retrain_seed": seed})
-    engine = db.make_engine(settings)
     try:
-        with progress_bar() as progress:
+        with database(settings, migrate=False) as sessions, progress_bar() as progress:
             task = progress.add_task("retraining", total=1.0)
             report = reporter(progress, task)
 
-            result = run_retrain(
-                settings, db.make_session_factory(engine), trigger="cli", report=report
-            )
+            result = run_retrain(settings, sessions, trigger="cli", report=report)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
     if result is None:
         console.print("[yellow]another retrain is running; nothing done[/yellow]")
         raise typer.Exit(1)

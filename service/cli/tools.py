@@ -15,6 +15,7 @@ from service.cli.common import (
     ModelsDir,
     configure_logs,
     console,
+    database,
     load_settings,
     models_folder,
     spinning,
@@ -96,7 +97,6 @@ def db_upgrade(
 @working("remembering the labelled comments")
 def memory_rebuild() -> None:
     """Put every comment's current label into the near-duplicate memory again (in Redis)."""
-    from service import db
     from service.neardup.labels import rebuild
     from service.neardup.store import NearDuplicateMemory
 
@@ -109,10 +109,9 @@ def memory_rebuild() -> None:
             "COMMENTGUARD_NEAR_DUPLICATE_ENABLED=true"
         )
         raise typer.Exit(2)
-    engine = db.make_engine(settings)
     try:
-        count = rebuild(db.make_session_factory(engine), memory)
+        with database(settings, migrate=False) as sessions:
+            count = rebuild(sessions, memory)
     finally:
-        engine.dispose()
         memory.close()
     console.print(f"{count} labelled comments remembered")
