@@ -122,7 +122,7 @@ def seed(url: str, models: Path, size: int) -> None:
 
     from classifier import Thresholds, load_model
     from service import db, security, tables, users
-    from service.intake import get_or_create_site
+    from service.intake.sites import get_or_create_site
     from service.scoring.verdicts import to_record
     from service.settings import Settings
     from training.corpora import load_bundled

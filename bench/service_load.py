@@ -384,7 +384,7 @@ webhook path at about {2000 / hook["cpu_ms"]:.0f} comments/s. What each request 
 
 - `/v1/check`: uvicorn, the middleware (request id, rate limits: one Redis round trip per
   lease of requests), FastAPI validation and serialisation on the event loop; then the batch
-  the request joins (service/batching.py): on the event loop, one call into the model for
+  the request joins (service/intake/batching.py): on the event loop, one call into the model for
   the checks read in one turn of the loop; in a thread, one Redis round trip to the
   near-duplicate memory and one INSERT statement for the comments and their verdicts (one
   round trip, in autocommit). Each API process serves the connections the supervisor

@@ -1,6 +1,6 @@
 """Per-site learning in the service: a site's labels fit that site's adapter, within seconds.
 
-Every applied label queues `adapt_site(site_id)` (service/tasks.py) through the label hook
+Every applied label queues `adapt_site(site_id)` (service/worker/tasks.py) through the label hook
 below. The task reads the site's labels (the newest label of each comment, test traffic
 excluded), has the active model analyse them, and fits the site's adapter and, once it has
 enough labels, its own thresholds (training/site_learning.py). The result replaces the site's

@@ -35,8 +35,8 @@ from classifier.artifact import active_version
 from service import tables
 from service.db import SessionFactory
 from service.moderation.labels import classify, newest_label_ids
-from service.queue import CALLBACKS_QUEUE, SCORING_QUEUE
 from service.settings import Settings
+from service.worker.queue import CALLBACKS_QUEUE, SCORING_QUEUE
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from sqlalchemy import CursorResult, func, select, update
 
 from service import tables
 from service.db import SessionFactory
+from service.intake.writes import table_of
 from service.schemas import CommentIn
 from service.settings import Settings
-from service.writes import table_of
 
 log = logging.getLogger(__name__)
 

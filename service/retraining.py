@@ -35,7 +35,7 @@ from training.train import bundled_data_record
 
 if TYPE_CHECKING:
     from service.moderation.labels import AppliedLabel
-    from service.queue import TaskQueue
+    from service.worker.queue import TaskQueue
 
 log = logging.getLogger(__name__)
 

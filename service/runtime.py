@@ -10,21 +10,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from service import security
-from service.intake import SiteCache
+from service.intake.sites import SiteCache
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from service.batching import Batcher
     from service.console.auth import LoginGuard
     from service.db import SessionFactory
+    from service.intake.batching import Batcher
     from service.metrics import ServiceCollector
     from service.moderation.labels import LabelHook
     from service.neardup.store import NearDuplicateMemory
-    from service.queue import TaskQueue
     from service.ratelimit import RateLimiter
     from service.scoring.models import ModelHolder
     from service.settings import Settings
+    from service.worker.queue import TaskQueue
 
 
 @dataclass
@@ -44,7 +44,8 @@ class Services:
     memory: NearDuplicateMemory | None = None
     limiter: RateLimiter | None = None
     metrics: ServiceCollector | None = None
-    # Batch `POST /v1/check` (service/checks.py) and `POST /v1/comments` (service/submissions.py).
+    # Batch `POST /v1/check` (service/intake/checks.py) and `POST /v1/comments`
+    # (service/intake/submissions.py).
     checks: Batcher[Any, Any] | None = None
     submissions: Batcher[Any, Any] | None = None
     # The console's password checks, counted by `limiter`'s counters (service/console/auth.py).

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
 
     max_content_bytes: int = Field(default=65536, ge=1)
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
-    # Requests that arrive together are scored and stored together (service/batching.py):
+    # Requests that arrive together are scored and stored together (service/intake/batching.py):
     # at most this many at once; 1 handles each on its own.
     batch_max_size: int = Field(default=64, ge=1, le=1000)
     # Threads per API process taking batches from each queue: with 2, one batch's database
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_cron(cls, value: str) -> str:
         if value == DEFAULT_RETRAIN_CRON:
-            # Known good (the beat schedule is built from it in service/queue.py), and every
+            # Known good (the beat schedule is built from it in service/worker/queue.py), and every
             # command reads the settings: `score` should not import Celery to check it.
             return value
         from celery.schedules import crontab

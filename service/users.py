@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service import audit, security, tables
-from service.intake import get_or_create_site, normalise_site_url
+from service.intake.sites import get_or_create_site, normalise_site_url
 
 TOKEN_PREFIX = "cgu_"
 TOKEN_LOOKUP_LENGTH = 8

@@ -15,13 +15,8 @@ from classifier import Decision, LoadedModel, Reason
 from classifier.scoring import SPAM_DECISIONS
 from service import tables
 from service.akismet.requests import AkismetRequest
-from service.intake import (
-    SiteCache,
-    SiteRef,
-    new_comment,
-    resolve_site,
-    store_comment,
-)
+from service.intake.comments import new_comment, store_comment
+from service.intake.sites import SiteCache, SiteRef, resolve_site
 from service.neardup.store import NearDuplicateMemory
 from service.schemas import CommentIn
 from service.scoring.store import attach

@@ -10,12 +10,8 @@ from sqlalchemy.orm import Session
 from classifier import LoadedModel
 from service import tables
 from service.akismet.comment_check import AkismetSubmission, verdict_of
-from service.intake import (
-    SiteCache,
-    new_comment,
-    resolve_site,
-    store_comment,
-)
+from service.intake.comments import new_comment, store_comment
+from service.intake.sites import SiteCache, resolve_site
 from service.moderation.labels import AppliedLabel, apply_label
 from service.neardup.store import NearDuplicateMemory
 from service.schemas import CommentIn

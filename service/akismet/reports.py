@@ -15,9 +15,7 @@ from sqlalchemy.orm import Session
 from classifier import Decision
 from classifier.scoring import SPAM_DECISIONS
 from service import tables
-from service.intake import (
-    normalise_site_url,
-)
+from service.intake.sites import normalise_site_url
 from service.moderation.labels import newest_label_ids
 
 # What the platform was answered `false` for (unsure too: Akismet's answers are only true or

@@ -18,23 +18,23 @@ from service.api.fastpath import FastPath
 from service.api.middleware import BodySizeLimit, RateLimitMiddleware, RequestIdMiddleware
 from service.api.routes import admin, akismet, comments, health, metrics, moderation, sites
 from service.api.routes import models as models_router
-from service.batching import Batcher
-from service.checks import check_batch, prepare_checks
 from service.console.auth import LoginGuard
 from service.db import make_engine, make_session_factory
-from service.intake import SiteCache
+from service.intake.batching import Batcher
+from service.intake.checks import check_batch, prepare_checks
+from service.intake.sites import SiteCache
+from service.intake.submissions import submission_batch
 from service.learning import adapt_hook, adapter_params, fit_site
 from service.metrics import ServiceCollector
 from service.neardup.labels import remember_applied
 from service.neardup.store import NearDuplicateMemory
-from service.queue import TaskQueue
 from service.ratelimit import RateLimiter
 from service.retraining import retrain_hook, retrain_outcomes
 from service.runtime import Services
 from service.scoring.models import ModelHolder
 from service.security import KeyCache
 from service.settings import Settings
-from service.submissions import submission_batch
+from service.worker.queue import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The event loop shares the GIL with the batch threads (service/batching.py), which
+        # The event loop shares the GIL with the batch threads (service/intake/batching.py), which
         # build and send each batch's inserts: at Python's default of 5 ms, reading a request
         # or sending an answer could wait that long behind one. A shorter interval hands the
         # loop the GIL sooner (docs/benchmarks.md, "Service", has the 5 ms vs 1 ms figures).

@@ -18,9 +18,9 @@ from classifier import LoadedModel
 from service import security, users
 from service.api.errors import unauthorized
 from service.problems import ApiError
-from service.queue import TaskQueue
 from service.runtime import Services
 from service.settings import Settings
+from service.worker.queue import TaskQueue
 
 
 def services_of(request: Request) -> Services:

@@ -14,7 +14,8 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.intake import ExternalIdConflict, SiteLimitReached
+from service.intake.comments import ExternalIdConflict
+from service.intake.sites import SiteLimitReached
 from service.problems import RETRY_AFTER_SECONDS, ApiError
 from service.schemas import ErrorOut
 from service.scoring.models import ModelNotLoaded

@@ -21,8 +21,8 @@ from service.callbacks.client import CallbackClient, send
 from service.callbacks.signing import SIGNATURE_HEADER, signature
 from service.callbacks.urls import UnsafeCallbackURL, check_callback_url
 from service.db import SessionFactory
+from service.intake.writes import insert_all, table_of
 from service.settings import Settings
-from service.writes import insert_all, table_of
 
 log = logging.getLogger("service.callbacks")  # the name log readers know
 

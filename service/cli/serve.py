@@ -155,8 +155,8 @@ def worker(
     import os
 
     from classifier.artifact import ArtifactError, load_model
-    from service import tasks
-    from service.queue import BrokerNotConfigured, make_celery
+    from service.worker import tasks
+    from service.worker.queue import BrokerNotConfigured, make_celery
 
     settings = load_settings()
     try:
@@ -205,7 +205,7 @@ def beat(
     ] = None,
 ) -> None:
     """Run the scheduler that queues the pending sweep."""
-    from service.queue import BrokerNotConfigured, make_celery
+    from service.worker.queue import BrokerNotConfigured, make_celery
 
     settings = load_settings()
     try:

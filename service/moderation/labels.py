@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 from classifier import Decision
 from classifier.scoring import SPAM_DECISIONS
 from service import tables
-from service.queue import TaskQueue
 from service.schemas import CommentOut, LabelCallbackBody, LabelEventOut
+from service.worker.queue import TaskQueue
 
 log = logging.getLogger(__name__)
 

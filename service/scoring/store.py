@@ -18,10 +18,10 @@ from classifier import LoadedModel, Thresholds
 from service import tables
 from service.callbacks import Claim
 from service.db import SessionFactory
+from service.intake.writes import insert_all, insert_row, table_of
 from service.neardup.store import NearDuplicateMemory
 from service.scoring.thresholds import SiteThresholds
 from service.scoring.verdicts import compute_verdict, compute_verdicts
-from service.writes import insert_all, insert_row, table_of
 
 if TYPE_CHECKING:
     from classifier.adapter import SiteAdapter

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from classifier import Comment, LoadedModel, Thresholds, Verdict
 from service import tables
+from service.intake.writes import transient
 from service.neardup.policy import overrule
 from service.neardup.signing import Signature, cluster_key
 from service.neardup.store import Match, NearDuplicateMemory
-from service.writes import transient
 
 if TYPE_CHECKING:
     from classifier.adapter import SiteAdapter
@@ -67,7 +67,7 @@ def compute_verdict(
 @dataclass(frozen=True, slots=True)
 class Scored:
     """What the model (and the memory's signer) made of a batch of comments: the CPU part of
-    `compute_verdicts`, done ahead (on the API's event loop: service/batching.py)."""
+    `compute_verdicts`, done ahead (on the API's event loop: service/intake/batching.py)."""
 
     verdicts: list[Verdict]
     signatures: list[Signature | None] | None  # None: no memory to sign for

@@ -326,7 +326,7 @@ class Workers:
 
 @pytest.fixture(scope="module")
 def workers(settings: Settings) -> Iterator[Workers]:
-    from service.queue import make_celery
+    from service.worker.queue import make_celery
 
     stack = Workers(settings)
     app = make_celery(settings)

@@ -32,7 +32,8 @@ from classifier.artifact import ACTIVE_FILE, MODEL_FILE, active_version
 from service import callbacks, db, security, tables, users
 from service.api import deps
 from service.api.app import create_app
-from service.intake import SiteCache, new_comment, resolve_site
+from service.intake.comments import new_comment
+from service.intake.sites import SiteCache, resolve_site
 from service.schemas import WebhookCommentIn
 from service.scoring.models import ModelHolder
 from service.scoring.store import score_stored_comment

@@ -370,7 +370,7 @@ def receiver(settings: Settings) -> Iterator[CallbackReceiver]:
 def workers(settings: Settings) -> Iterator[Supervisor]:
     """The scoring worker, the callback worker and beat, as `serve` starts them."""
     from service.embedded import child_env
-    from service.queue import make_celery
+    from service.worker.queue import make_celery
 
     supervisor = Supervisor()
     start_workers(supervisor, child_env(settings), concurrency=2, callback_threads=8)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.batching import Batcher, Item
+from service.intake.batching import Batcher, Item
 from service.logs import bound, request_id
 from tests.service.conftest import run_async
 

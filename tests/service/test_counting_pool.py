@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from service.tasks import CountingPool
+from service.worker.tasks import CountingPool
 
 
 def test_waiting_counts_jobs_submitted_and_not_started() -> None:

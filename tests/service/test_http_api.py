@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from service import db, tables
 from service.api.app import create_app
-from service.intake import SiteCache, resolve_site
+from service.intake.sites import SiteCache, resolve_site
 from service.settings import Settings
 from tests.service.conftest import Account, create_account, make_settings
 
@@ -200,7 +200,7 @@ def test_submit_comment_concurrently_stores_it_once(
 def test_concurrent_batch_with_a_repeated_external_id_stores_each_comment_once(
     client: TestClient, account: Account, settings: Settings, path: str
 ) -> None:
-    # Requests arriving together are handled as one batch (service/batching.py); a repeated
+    # Requests arriving together are handled as one batch (service/intake/batching.py); a repeated
     # external_id in it must not cost the other comments anything.
     start = threading.Barrier(12)
     answers: dict[str, list[str]] = {}

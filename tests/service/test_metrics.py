@@ -20,8 +20,8 @@ from service.metrics import (
     retrain_runs_by_outcome,
 )
 from service.moderation.labels import classify
-from service.queue import TaskQueue
 from service.settings import Settings
+from service.worker.queue import TaskQueue
 from tests.service.conftest import create_account, serve_app
 
 pytestmark = pytest.mark.xdist_group("metrics")

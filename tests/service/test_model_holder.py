@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from classifier.artifact import active_version, set_active
-from service.intake import new_comment
+from service.intake.comments import new_comment
 from service.schemas import CheckIn
 from service.scoring.models import ModelHolder, ModelNotLoaded
 from service.scoring.verdicts import compute_verdicts, score_ahead

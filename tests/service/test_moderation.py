@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from service import db, tables, users
 from service.api.app import create_app
-from service.intake import get_or_create_site
+from service.intake.sites import get_or_create_site
 from service.settings import Settings
 from tests.service.conftest import Account, CallbackReceiver, create_account, wait_until
 

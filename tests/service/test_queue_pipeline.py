@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from service import db, tables
 from service.api.app import create_app
 from service.embedded import Supervisor
-from service.queue import TaskQueue
 from service.settings import Settings
+from service.worker.queue import TaskQueue
 from tests.service.conftest import (
     Account,
     CallbackReceiver,

@@ -46,11 +46,11 @@ def test_import_service_without_reading_environment(monkeypatch: pytest.MonkeyPa
     import importlib
 
     import service.api.app
-    import service.tasks
+    import service.worker.tasks
 
     # A broken environment only matters once settings are built, not when modules load.
     monkeypatch.setenv("COMMENTGUARD_MAX_CONTENT_BYTES", "not a number")
-    importlib.reload(service.tasks)
+    importlib.reload(service.worker.tasks)
     importlib.reload(service.api.app)
     with pytest.raises(ValidationError):
         Settings(_env_file=None)  # type: ignore[call-arg]

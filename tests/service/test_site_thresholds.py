@@ -15,7 +15,7 @@ from sqlalchemy import update
 from classifier import Thresholds
 from service import db, tables, users
 from service.embedded import Supervisor
-from service.intake import SiteCache, resolve_site
+from service.intake.sites import SiteCache, resolve_site
 from service.scoring.thresholds import InvalidThresholds, SiteThresholds
 from service.settings import Settings
 from tests.service.conftest import (

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import db, tables
+from service.intake.writes import insert_many, transient
 from service.settings import Settings
-from service.writes import insert_many, transient
 
 from .conftest import Account
 

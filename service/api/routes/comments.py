@@ -11,14 +11,14 @@ from service import tables
 from service.api import errors
 from service.api.deps import AccountId, SessionDep, services_of
 from service.callbacks import UnsafeCallbackURL, check_callback_url, needs_lookup
-from service.checks import CheckRequest
-from service.intake import normalise_site_url, resolve_site
+from service.intake.checks import CheckRequest
+from service.intake.sites import normalise_site_url, resolve_site
+from service.intake.submissions import Accepted, Submission
 from service.privacy import protect
 from service.problems import ApiError
 from service.runtime import Services
 from service.schemas import CheckIn, CommentIn, CommentOut, WebhookCommentIn
 from service.settings import Settings
-from service.submissions import Accepted, Submission
 
 router = APIRouter(prefix="/v1", tags=["comments"])
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.batching")  # the name log readers know
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -2,7 +2,7 @@
 
 Checks that arrive together go through the model in one call (on the event loop:
 `prepare_checks`), through the near-duplicate memory in one Redis round trip, and into the
-database in one transaction (in a batcher thread: `check_batch`; see `service.batching`).
+database in one transaction (in a batcher thread: `check_batch`; see `service.intake.batching`).
 A batch in which some `(site, external_id)` was submitted before, or twice, falls back to
 checking each comment on its own, as `check_one` does.
 """
@@ -18,20 +18,14 @@ from sqlalchemy.orm import Session
 
 from classifier import LoadedModel, Thresholds
 from service import tables
-from service.batching import Item
-from service.intake import (
-    SiteRef,
-    check_resubmission,
-    new_comment,
-    normalise_site_url,
-    resolve_site,
-    store_comment,
-)
+from service.intake.batching import Item
+from service.intake.comments import check_resubmission, new_comment, store_comment
+from service.intake.sites import SiteRef, normalise_site_url, resolve_site
+from service.intake.writes import insert_many
 from service.runtime import Services
 from service.schemas import CheckIn, CommentOut
 from service.scoring.store import attach, score_into
 from service.scoring.verdicts import Scored, compute_verdicts, score_ahead
-from service.writes import insert_many
 
 
 @dataclass(frozen=True, slots=True)

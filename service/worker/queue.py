@@ -19,7 +19,7 @@ from kombu.entity import Queue
 from service import logs
 from service.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.queue")  # the name log readers know
 
 SCORING_QUEUE = "commentguard.scoring"
 CALLBACKS_QUEUE = "commentguard.callbacks"

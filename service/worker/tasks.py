@@ -40,7 +40,12 @@ from service.learning import AdapterCache, adapter_params, fit_site
 from service.moderation.labels import label_id_of, render_label_callback
 from service.neardup.store import NearDuplicateMemory
 from service.privacy import purge_expired
-from service.queue import (
+from service.retraining import retrain_if_due, run_retrain
+from service.schemas import CallbackBody
+from service.scoring.models import ModelHolder
+from service.scoring.store import score_stored_comments
+from service.settings import Settings
+from service.worker.queue import (
     ADAPT_PENDING_KEY,
     ADAPT_TASK,
     DELIVER_TASK,
@@ -51,14 +56,9 @@ from service.queue import (
     SCORE_TASK,
     SWEEP_TASK,
 )
-from service.retraining import retrain_if_due, run_retrain
-from service.schemas import CallbackBody
-from service.scoring.models import ModelHolder
-from service.scoring.store import score_stored_comments
-from service.settings import Settings
-from service.sweep import find_stale
+from service.worker.sweep import find_stale
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.tasks")  # the name log readers know
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -132,7 +132,7 @@ def context() -> WorkerContext:
     with _lock:
         if _context is None:
             if _settings is None:
-                raise RuntimeError("service.tasks.configure(settings) was not called")
+                raise RuntimeError("service.worker.tasks.configure(settings) was not called")
             engine = make_engine(_settings)
             models = ModelHolder.from_settings(_settings)
             models.load()

@@ -2,7 +2,7 @@
 
 Comments submitted together are committed in one transaction, then queued for scoring in one
 message (`score_comments`, with whatever else was committed within `queue_linger_seconds`),
-each with the id of the request that sent it (see `service.batching`). Committed before
+each with the id of the request that sent it (see `service.intake.batching`). Committed before
 queued: a task never looks for a comment that is not there, and if Redis is down (or this
 process dies before the message goes) the comments are safe and the pending sweep queues them.
 
@@ -19,17 +19,12 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from service import logs, tables
-from service.batching import Item
-from service.intake import (
-    SiteRef,
-    check_resubmission,
-    new_comment,
-    resolve_site,
-    store_comment,
-)
+from service.intake.batching import Item
+from service.intake.comments import check_resubmission, new_comment, store_comment
+from service.intake.sites import SiteRef, resolve_site
+from service.intake.writes import insert_many
 from service.runtime import Services
 from service.schemas import CommentOut, WebhookCommentIn
-from service.writes import insert_many
 
 
 @dataclass(frozen=True, slots=True)
