@@ -23,8 +23,8 @@ test-fast: $(STAMP) clients
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-# The WordPress test (tests/service/test_akismet_wordpress.py) runs Debian's WordPress and the
-# Akismet plugin it ships on a private MariaDB, served by php -S: install them when missing
+# The WordPress test (tests/service/akismet/test_akismet_wordpress.py) runs Debian's WordPress
+# and the Akismet plugin it ships on a private MariaDB, served by php -S: install them when missing
 # (the theme is the wordpress package's recommendation). Needs root, as CI runs; without them
 # that test fails saying so.
 WORDPRESS_PACKAGES := wordpress wordpress-theme-twentytwentythree mariadb-server php-cli php-mysql

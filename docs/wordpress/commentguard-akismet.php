@@ -16,7 +16,7 @@
  * method, path, query, body and headers) and hands the answer back as if Akismet had given it.
  *
  * Tested with Debian 12's WordPress 6.1 and the Akismet plugin 5.0.2 it ships
- * (tests/service/test_akismet_wordpress.py in the commentguard repository).
+ * (tests/service/akismet/test_akismet_wordpress.py in the commentguard repository).
  */
 
 if ( ! defined( 'ABSPATH' ) ) {

@@ -122,7 +122,7 @@ def test_reloads_give_the_old_models_memory_back(models_dir: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
     )
     assert int(out.stdout.strip()) < 6 * 2**20
 

@@ -391,7 +391,8 @@ def test_stats_count_false_positives_and_missed_spam(
 
     assert response.status_code == 200, response.text
     [row] = response.json()["sites"]
-    # The site has none of its own, so it uses the model's (tests/service/test_site_thresholds.py).
+    # The site has none of its own, so it uses the model's
+    # (tests/service/scoring/test_site_thresholds.py).
     assert row.pop("own_thresholds") == {"unsure": None, "spam": None, "discard": None}
     effective = row.pop("thresholds")
     assert effective["unsure"] <= effective["spam"] <= effective["discard"]

@@ -37,7 +37,7 @@ from service.embedded import free_port, wait_for
 DEBIAN_WORDPRESS = Path("/usr/share/wordpress")
 AKISMET_PLUGIN = DEBIAN_WORDPRESS / "wp-content/plugins/akismet"
 THEME = DEBIAN_WORDPRESS / "wp-content/themes/twentytwentythree"
-MU_PLUGIN = Path(__file__).resolve().parents[2] / "docs/wordpress/commentguard-akismet.php"
+MU_PLUGIN = Path(__file__).resolve().parents[3] / "docs/wordpress/commentguard-akismet.php"
 REQUIRED = {
     "php": "php-cli",
     "mariadbd": "mariadb-server",

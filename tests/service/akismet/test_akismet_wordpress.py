@@ -1,9 +1,9 @@
 """A real WordPress blog with the real Akismet plugin, set up as docs/akismet.md says.
 
 Debian's WordPress (6.1) and the Akismet plugin it ships (5.0.2), on a private MariaDB, served
-by `php -S` on loopback (tests/service/wordpress.py); commentguard served by uvicorn in this
-process. The blog owner and the visitors are HTTP clients doing what a browser does: reading
-the page, filling in its form (nonces included), submitting it. Each step of the WordPress
+by `php -S` on loopback (tests/service/akismet/wordpress.py); commentguard served by uvicorn in
+this process. The blog owner and the visitors are HTTP clients doing what a browser does:
+reading the page, filling in its form (nonces included), submitting it. Each step of the WordPress
 section of docs/akismet.md is one of the steps below.
 """
 
@@ -25,6 +25,7 @@ from service import akismet, db, tables, users
 from service.cli import app as cli
 from service.embedded import free_port
 from service.settings import Settings
+from tests.service.akismet.wordpress import WordPressSite, form, link, wordpress_site
 from tests.service.conftest import (
     AKISMET_THRESHOLDS,
     TEST_SECRET,
@@ -33,7 +34,6 @@ from tests.service.conftest import (
     stored_text,
     wait_until,
 )
-from tests.service.wordpress import WordPressSite, form, link, wordpress_site
 
 pytestmark = [pytest.mark.xdist_group("wordpress"), pytest.mark.slow]
 

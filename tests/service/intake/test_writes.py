@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 from service import db, tables
 from service.intake.writes import insert_many, transient
 from service.settings import Settings
-
-from .conftest import Account
+from tests.service.conftest import Account
 
 
 def _site(session: Session, account: Account, url: str) -> tables.Site:

@@ -32,6 +32,7 @@ from service.neardup.policy import overrule
 from service.neardup.signing import Signer
 from service.neardup.store import DEFAULT_PREFIX, Match, NearDuplicateMemory
 from service.settings import Settings
+from tests.service.akismet.test_akismet_client import make_client
 from tests.service.conftest import (
     AKISMET_THRESHOLDS,
     Account,
@@ -40,7 +41,6 @@ from tests.service.conftest import (
     make_settings,
     wait_until,
 )
-from tests.service.test_akismet_client import make_client
 
 pytestmark = [pytest.mark.xdist_group("memory"), pytest.mark.slow]
 
@@ -115,7 +115,7 @@ def test_sign_same_in_another_process() -> None:
         text=True,
         check=True,
         env={"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin"},
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
     )
     assert out.stdout.strip() == sign.values.tobytes().hex()
 
