@@ -98,7 +98,7 @@ def replay_offline(
             )
             learned = learn_site(
                 select(everything, which), y, published=published, params=params,
-                min_per_class=min_per_class,
+                min_per_class=min_per_class, previous=adapter,
             )  # fmt: skip
             adapter, thresholds = learned.adapter, learned.thresholds
     report = summarise(outcomes, [], [], WARMUP, WINDOW)

@@ -97,6 +97,11 @@ def fit_site(
         params=p,
         min_per_class=min_per_class,
         base_version=model.version,
+        previous=(
+            SiteAdapter.from_bytes(stored.payload)
+            if stored is not None and stored.base_version == model.version
+            else None
+        ),
     )
     values = {
         "base_version": model.version,

@@ -122,3 +122,22 @@ def test_a_few_contradictory_labels_do_not_push_the_site_ham_toward_unsure(
     base = 1.0 / (1.0 + np.exp(-ordinary.base))
     assert np.abs(adapter.probabilities(ordinary) - base).max() < 0.1
     assert adapter.scale > 0.8
+
+
+def test_a_fit_started_from_the_previous_adapter_reaches_the_same_adapter(
+    model: LoadedModel,
+) -> None:
+    texts = _notices(30) + _ordinary(30)
+    labels = np.array([1] * 30 + [0] * 30)
+    batch = _batch(model, texts)
+    previous = fit(select(batch, np.arange(50)), labels[:50])
+    cold = fit(batch, labels)
+    warm = fit(batch, labels, start=previous)
+    fresh = _batch(model, _notices(5, offset=70) + _ordinary(5))
+    assert np.allclose(warm.probabilities(fresh), cold.probabilities(fresh), atol=1e-3)
+    assert abs(warm.scale - cold.scale) < 1e-2 and abs(warm.bias - cold.bias) < 1e-2
+    # And learn_site's thresholds do not depend on where its fits started.
+    a = learn_site(batch, labels, min_per_class=10)
+    b = learn_site(batch, labels, min_per_class=10, previous=previous)
+    assert a.thresholds is not None and b.thresholds is not None
+    assert np.allclose(a.unseen_scores, b.unseen_scores, atol=1e-3)
