@@ -22,6 +22,10 @@ What they are chosen on, and why it is honest:
 * a site needs `min_per_class` spam AND ham labels among those scores (default 20, as for
   per-site features) before it gets its own thresholds; below that it keeps the model's.
 
+* a rate that allows fewer than `TAIL_POINTS` ham above the cut (the 0.1% `discard` on any site
+  of fewer than 5,000 ham) is not read off the highest labelled ham, which says where one ham in
+  40 lies, not one in a thousand: the ham's tail is extrapolated (`ham_cut`).
+
 The same floors as the model's apply: `spam` ≥ 0.5, `discard` ≥ max(spam, 0.9), unsure ≤ spam.
 """
 
@@ -36,6 +40,8 @@ from classifier.scoring import Thresholds
 from training.train import DISCARD_FPR, SPAM_FPR, UNSURE_FPR
 
 DEFAULT_MIN_PER_CLASS = 20
+TAIL_POINTS = 5  # below this many ham allowed above a cut, the cut is extrapolated (ham_cut)
+MIN_TAIL_SCALE = 0.1  # in log-odds: a tail no thinner than this
 
 
 def threshold_for_count(ham_scores: np.ndarray, allowed: int) -> float:
@@ -44,6 +50,31 @@ def threshold_for_count(ham_scores: np.ndarray, allowed: int) -> float:
     if allowed >= len(ham):
         return 0.0
     return float(np.nextafter(ham[len(ham) - allowed - 1], np.inf))
+
+
+def ham_cut(ham_scores: np.ndarray, rate: float, site_ham: float) -> float:
+    """The lowest cut-off that keeps `rate` of a site's ham (`site_ham` comments, of which
+    `ham_scores` are the highest-scored ones, its labelled ham) below it.
+
+    Where the rate allows `TAIL_POINTS` ham or more above the cut, that count is read off the
+    scores. Where it allows fewer (a 0.1% `discard` on a site with fewer than 5,000 ham), the
+    highest scores cannot say where one ham in a thousand lies: the highest of 40 is the
+    site's 2.5% point, not its 0.1% point. There the ham's tail is extrapolated, as peaks over
+    a threshold are: in log-odds, the `TAIL_POINTS` highest scores' mean excess over the next
+    one (β, at least `MIN_TAIL_SCALE`) gives an exponential tail, whose point for `rate` lies
+    β·ln(p₀/rate) above it (p₀ the share of the site's ham above it). The cut is never below
+    the one read off the scores.
+    """
+    ham = np.asarray(ham_scores, dtype=float)
+    counted = threshold_for_count(ham, math.floor(rate * site_ham + 1e-9))
+    if rate * site_ham >= TAIL_POINTS or len(ham) <= TAIL_POINTS:
+        return counted
+    clipped = np.clip(ham, 1e-6, 1 - 1e-6)
+    highest = np.sort(np.log(clipped / (1 - clipped)))[::-1]
+    start = highest[TAIL_POINTS]
+    scale = max(MIN_TAIL_SCALE, float(np.mean(highest[:TAIL_POINTS] - start)))
+    log_odds = start + scale * math.log(TAIL_POINTS / site_ham / rate)
+    return max(counted, 1.0 / (1.0 + math.exp(-log_odds)))
 
 
 def learn_site_thresholds(
@@ -70,8 +101,8 @@ def learn_site_thresholds(
     site_ham = ham_labels + max(0, published)
 
     def cut(rate: float) -> float:
-        # Ham allowed at or above the cut among the site's ham, in the scored share's terms.
-        return threshold_for_count(ham, math.floor(rate * site_ham * share + 1e-9))
+        # The site's ham in the scored share's terms.
+        return ham_cut(ham, rate, site_ham * share)
 
     spam = min(1.0, max(0.5, cut(spam_fpr)))
     discard = min(1.0, max(0.9, spam, cut(discard_fpr)))

@@ -3,7 +3,12 @@ from __future__ import annotations
 import numpy as np
 
 from classifier.scoring import Thresholds
-from training.site_thresholds import learn_all, learn_site_thresholds, threshold_for_count
+from training.site_thresholds import (
+    ham_cut,
+    learn_all,
+    learn_site_thresholds,
+    threshold_for_count,
+)
 
 
 def test_threshold_for_count_allows_that_many_ham_above() -> None:
@@ -12,6 +17,27 @@ def test_threshold_for_count_allows_that_many_ham_above() -> None:
     cut = threshold_for_count(ham, 1)
     assert 0.7 < cut <= 0.9 and int((ham >= cut).sum()) == 1
     assert threshold_for_count(ham, 4) == 0.0
+
+
+def test_ham_cut_reads_the_count_off_the_scores_where_the_rate_allows_enough_ham() -> None:
+    ham = np.linspace(0.0, 0.9, 1000)
+    # 1% of 1,000 ham: 10 ham at or above the cut, counted.
+    assert ham_cut(ham, 0.01, 1000) == threshold_for_count(ham, 10)
+
+
+def test_ham_cut_extrapolates_the_tail_where_the_rate_allows_fewer_than_five() -> None:
+    rng = np.random.default_rng(0)
+    log_odds = rng.normal(-3.0, 1.0, 40)
+    ham = 1 / (1 + np.exp(-log_odds))
+    # 0.1% of 400 ham is 0.4 of a comment: not one above the highest of 40 is not enough.
+    cut = ham_cut(ham, 0.001, 400)
+    assert cut > threshold_for_count(ham, 0) > ham.max()
+    # A heavier tail (the highest scores further apart) puts the cut higher.
+    heavier = ham.copy()
+    heavier[np.argmax(heavier)] = 0.8
+    assert ham_cut(heavier, 0.001, 400) > cut
+    # The same scores on a site with ten times the ham: one in a thousand lies lower.
+    assert ham_cut(ham, 0.001, 4000) < cut
 
 
 def test_learn_site_thresholds_needs_enough_of_each_class() -> None:
