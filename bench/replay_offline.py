@@ -40,6 +40,7 @@ from bench.replay_service import (  # noqa: E402
 )
 from classifier import LoadedModel, Thresholds, load_model  # noqa: E402
 from classifier.adapter import AdapterParams, Rows, SiteAdapter, rows, select  # noqa: E402
+from service.settings import Settings  # noqa: E402
 from training.corpora import corpus_files  # noqa: E402
 from training.site_learning import learn_site  # noqa: E402
 
@@ -58,7 +59,7 @@ def replay_offline(
     seed: int,
     params: AdapterParams,
     batch: int = 10,
-    min_per_class: int = 20,
+    min_per_class: int = Settings.model_fields["adapt_min_site_threshold_labels"].default,
     limit: int | None = None,
 ) -> tuple[dict[str, Any], list[Outcome]]:
     """Play `table` as the service would; the report (`summarise`'s) and the outcomes."""

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     adapt_prior_min: float = Field(default=3.0, gt=0)
     # Labels per class (spam AND ham) a site needs before its adapter chooses the site's own
     # thresholds (on its labels' cross-validated scores); 0: the shared model's thresholds.
-    adapt_min_site_threshold_labels: int = Field(default=20, ge=0)
+    adapt_min_site_threshold_labels: int = Field(default=10, ge=0)
 
     # --- retraining (service/retraining.py, training/retrain.py) ---
     # Cron string (minute hour day-of-month month day-of-week, UTC) of the scheduled retrain.
