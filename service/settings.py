@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=60, ge=1)
     callback_worker_threads: int = Field(default=16, ge=1)
 
-    # --- per-site learning (service/learning.py, classifier/adapter.py) ---
+    # --- per-site learning (service/learning/adapters.py, classifier/adapter.py) ---
     # Regularisation of a site's own weights (larger: more labels before they count) and of
     # its recalibration of the shared model's score (larger: closer to the shared model).
     adapt_l2: float = Field(default=0.3, gt=0)
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # thresholds (on its labels' cross-validated scores); 0: the shared model's thresholds.
     adapt_min_site_threshold_labels: int = Field(default=10, ge=0)
 
-    # --- retraining (service/retraining.py, training/retrain.py) ---
+    # --- retraining (service/learning/retraining.py, training/retrain.py) ---
     # Cron string (minute hour day-of-month month day-of-week, UTC) of the scheduled retrain.
     retrain_cron: str = DEFAULT_RETRAIN_CRON
     # New labels (since the last run) that trigger a retrain; checked every interval below.

@@ -137,8 +137,9 @@ class Site(Base):
 
 class SiteAdapter(Base):
     """A site's own correction to the shared model, learned from its labels alone
-    (`classifier.adapter`; `service/learning.py` fits it). One row per site, replaced whole on
-    every refit; `version` grows by one each time, so a process sees a refit by reading it."""
+    (`classifier.adapter`; `service/learning/adapters.py` fits it). One row per site, replaced
+    whole on every refit; `version` grows by one each time, so a process sees a refit by reading
+    it."""
 
     __tablename__ = "site_adapters"
 

@@ -24,12 +24,12 @@ from service.intake.batching import Batcher
 from service.intake.checks import check_batch, prepare_checks
 from service.intake.sites import SiteCache
 from service.intake.submissions import submission_batch
-from service.learning import adapt_hook, adapter_params, fit_site
+from service.learning.adapters import adapt_hook, adapter_params, fit_site
+from service.learning.retraining import retrain_hook, retrain_outcomes
 from service.metrics import ServiceCollector
 from service.neardup.labels import remember_applied
 from service.neardup.store import NearDuplicateMemory
 from service.ratelimit import RateLimiter
-from service.retraining import retrain_hook, retrain_outcomes
 from service.runtime import Services
 from service.scoring.models import ModelHolder
 from service.security import KeyCache
@@ -138,10 +138,10 @@ def build_services(settings: Settings) -> Services:
     services.memory = NearDuplicateMemory.from_settings(settings)
     # A committed label protects its near-copies at once (service/neardup/labels.py).
     services.label_hooks.append(partial(remember_applied, services.memory))
-    # A label refits its site's adapter within seconds (service/learning.py).
+    # A label refits its site's adapter within seconds (service/learning/adapters.py).
     services.label_hooks.append(adapt_hook(partial(_adapt_site_now, services)))
     if settings.retrain_shared_labels:
-        # Enough new labels queue a retrain of the shared model (service/retraining.py).
+        # Enough new labels queue a retrain of the shared model (service/learning/retraining.py).
         services.label_hooks.append(retrain_hook(settings, sessions, queue))
     # Requests that arrive together are handled together (checks scored on the event loop),
     # each kind stored by threads of its own.

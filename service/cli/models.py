@@ -167,7 +167,7 @@ def retrain(
     ] = False,
 ) -> None:
     """Retrain now from the corpora and the database's labels; the gate decides promotion."""
-    from service.retraining import run_retrain
+    from service.learning.retraining import run_retrain
 
     settings = load_settings()
     configure_logs(settings.model_copy(update={"log_level": "WARNING"}))

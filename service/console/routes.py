@@ -22,8 +22,8 @@ from service.api.deps import ServicesDep, SessionDep
 from service.console import auth, views
 from service.console.auth import ConsoleUser
 from service.console.web import PREFIX
+from service.learning.retraining import activate_version, queue_retrain
 from service.problems import ApiError
-from service.retraining import activate_version, queue_retrain
 from service.settings import Settings
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from classifier.adapter import SiteAdapter
 from service import tables
-from service.learning import AdapterCache, Learned
+from service.learning.adapters import AdapterCache, Learned
 from service.scoring.thresholds import SiteThresholds
 
 DEFAULT_SITE = ""
@@ -58,7 +58,8 @@ class SiteRef:
     id: int
     url: str
     thresholds: SiteThresholds = field(default_factory=SiteThresholds)
-    adapter: SiteAdapter | None = None  # what the site's labels taught (service/learning.py)
+    # What the site's labels taught (service/learning/adapters.py).
+    adapter: SiteAdapter | None = None
 
 
 class SiteCache:

@@ -25,7 +25,7 @@ from service.scoring.verdicts import compute_verdict, compute_verdicts
 
 if TYPE_CHECKING:
     from classifier.adapter import SiteAdapter
-    from service.learning import AdapterCache
+    from service.learning.adapters import AdapterCache
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ class SiteThresholds:
     # The site's key in the model (`Comment.site`: its database id): a model retrained on the
     # site's labels may carry thresholds learned for it, which stand in for the model's.
     key: str = field(default="", compare=False)
-    # Thresholds the site's adapter learned from its labels (service/learning.py): they stand
-    # in for the model's, and the site's own values still win over them.
+    # Thresholds the site's adapter learned from its labels (service/learning/adapters.py): they
+    # stand in for the model's, and the site's own values still win over them.
     learned: Thresholds | None = field(default=None, compare=False)
 
     @classmethod

@@ -55,9 +55,10 @@ def compute_verdict(
     """Score a comment (its `id` set) into a verdict row, touching no database.
 
     `thresholds` are the comment's site's (see `thresholds`; None: the model's), and
-    `adapter` what its site's labels taught (service/learning.py; None: the model alone). With
-    a `memory` (and the comment's `account_id`), a near-duplicate of a comment labelled in that
-    account takes the label's side, its reason first (see `service.neardup.policy.overrule`).
+    `adapter` what its site's labels taught (service/learning/adapters.py; None: the model
+    alone). With a `memory` (and the comment's `account_id`), a near-duplicate of a comment
+    labelled in that account takes the label's side, its reason first (see
+    `service.neardup.policy.overrule`).
     """
     return compute_verdicts(
         [comment], model, memory, [account_id], [thresholds], adapters=[adapter]

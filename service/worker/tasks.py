@@ -36,11 +36,11 @@ from service.callbacks import (
     record,
 )
 from service.db import SessionFactory, make_engine, make_session_factory
-from service.learning import AdapterCache, adapter_params, fit_site
+from service.learning.adapters import AdapterCache, adapter_params, fit_site
+from service.learning.retraining import retrain_if_due, run_retrain
 from service.moderation.labels import label_id_of, render_label_callback
 from service.neardup.store import NearDuplicateMemory
 from service.privacy import purge_expired
-from service.retraining import retrain_if_due, run_retrain
 from service.schemas import CallbackBody
 from service.scoring.models import ModelHolder
 from service.scoring.store import score_stored_comments
@@ -341,7 +341,8 @@ def retrain_check(self: Task) -> None:
 
 @shared_task(bind=True, name=ADAPT_TASK, acks_late=True, max_retries=5)
 def adapt_site(self: Task, site_id: int) -> None:
-    """Refit a site's adapter on its labels (service/learning.py); a no-op if nothing changed."""
+    """Refit a site's adapter on its labels (service/learning/adapters.py); a no-op if nothing
+    changed."""
     ctx = context()
     if ctx.settings.redis_url:
         # Labels given from now on queue another refit: this one may not read them.

@@ -46,7 +46,7 @@ def test_save_screenshots_of_the_queue_and_models_pages(
     console: Console, site: tuple[Account, str], browser: Any
 ) -> None:
     """Saved under test-artifacts/; copied to docs/img/ with COMMENTGUARD_TEST_UPDATE_DOCS=1."""
-    from service.retraining import run_retrain
+    from service.learning.retraining import run_retrain
     from training.corpora import load_bundled
 
     account, blog = site

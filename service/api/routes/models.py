@@ -10,8 +10,8 @@ from classifier.artifact import active_version
 from classifier.registry import versions
 from service.api import errors
 from service.api.deps import AdminUser, CurrentUser, QueueDep, SettingsDep
+from service.learning.retraining import activate_version, queue_retrain
 from service.problems import ApiError
-from service.retraining import activate_version, queue_retrain
 from service.schemas import ActivatedOut, ModelsOut, ModelVersionOut, RetrainQueuedOut
 from training.runs import list_runs, read_run
 

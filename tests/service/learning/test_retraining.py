@@ -22,7 +22,7 @@ from sqlalchemy import update
 
 from classifier.artifact import ACTIVE_FILE, MODEL_FILE, active_version, set_active
 from service import db, tables
-from service.retraining import load_labels, run_retrain
+from service.learning.retraining import load_labels, run_retrain
 from service.settings import Settings
 from tests.service.conftest import (
     Account,
@@ -358,7 +358,7 @@ def test_count_published_unlabelled_comments_per_site(
 ) -> None:
     """The denominator of a site's learned thresholds: its comments decided `ham` that nobody
     labelled (test traffic left out)."""
-    from service.retraining import published_unlabelled
+    from service.learning.retraining import published_unlabelled
 
     with sessions() as session:
         site = tables.Site(account_id=owner.id, url=f"https://published.example/{uuid.uuid4().hex[:6]}",

@@ -36,7 +36,7 @@ from training.site_learning import learn_site
 if TYPE_CHECKING:
     from service.moderation.labels import AppliedLabel
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.learning")  # the name log readers know
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from service.moderation.labels import AppliedLabel
     from service.worker.queue import TaskQueue
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.retraining")  # the name log readers know
 
 LOCK_NAME = "commentguard:retrain-lock"
 Report = Callable[[str, float], None]

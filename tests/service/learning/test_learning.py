@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from classifier.artifact import active_version
 from service import db, tables
-from service.retraining import run_retrain
+from service.learning.retraining import run_retrain
 from service.settings import Settings
 from tests.service.conftest import (
     Account,
