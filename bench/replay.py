@@ -351,9 +351,19 @@ def section(out: Path, images: Path) -> str:
     if short:
         lines += [
             "",
-            "Not every comment was replayed (a `--limit`, or the run's `--until` time came "
-            "first; the figures cover the comments played): " + "; ".join(short) + ".",
+            "Not every comment was replayed (a `--limit`, the run's `--until` time came "
+            "first, or the service stopped answering; the figures cover the comments played): "
+            + "; ".join(short)
+            + ".",
         ]
+    stopped = [
+        f"{name} seed {seed} ({r['settings']['stopped_by']})"
+        for name, (_, reports) in found.items()
+        for seed, r in sorted(reports.items())
+        if r["settings"].get("stopped_by")
+    ]
+    if stopped:
+        lines += ["", "The service stopped answering during: " + "; ".join(stopped) + "."]
     late = {
         f"{name} seed {seed}": r["settings"].get("late_learning", 0)
         for name, (_, reports) in found.items()

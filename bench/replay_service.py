@@ -316,6 +316,7 @@ def replay(
     retrains: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
     late_learning = 0
+    stopped_by: str | None = None
     senders = ThreadPoolExecutor(batch)
     for start in range(0, len(rows), batch):
         if deadline is not None and time.time() > deadline:
@@ -324,8 +325,15 @@ def replay(
         chunk = rows[start : start + batch]
         # Sent and awaited in parallel, as a site's traffic arrives; a comment's verdict does
         # not depend on the others of its batch (labels come after it).
-        ids = list(senders.map(lambda row: client.submit(row, site), chunk))
-        verdicts = list(senders.map(client.verdict, ids))
+        try:
+            ids = list(senders.map(lambda row: client.submit(row, site), chunk))
+            verdicts = list(senders.map(client.verdict, ids))
+        except httpx.TransportError as exc:
+            # The service went away: the report covers the batches played before, and says so.
+            stopped_by = f"{type(exc).__name__}: {exc}"
+            print(f"the service stopped answering ({stopped_by}); reporting what was played",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            break
         acted = False
         for row, comment_id, verdict in zip(chunk, ids, verdicts, strict=True):
             decision = str(verdict["decision"])
@@ -370,6 +378,7 @@ def replay(
         "comments": len(outcomes),
         "stopped_early": len(outcomes) < len(rows),
         "late_learning": late_learning,
+        "stopped_by": stopped_by,
     }
     return report, outcomes
 

@@ -3,6 +3,7 @@ with moderators acting on it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,29 @@ def test_wait_for_nothing_without_site_adapters(tmp_path: Path) -> None:
         assert _learned(engine, timeout=0.1)
     finally:
         engine.dispose()
+
+
+def test_replay_reports_what_was_played_when_the_service_goes_away(
+    settings: Settings, workers: Any, youtube_rows: list[Row]
+) -> None:
+    account = create_account(settings, "replayed site")
+    admin = create_admin(settings)
+    with contextlib.ExitStack() as server:
+        url = server.enter_context(serve_app(settings))
+        client = ServiceClient(url, account.key, admin.key, timeout=60)
+
+        def stop_after_two_batches(done: int, total: int) -> None:
+            if done == 20:
+                server.close()  # the service goes away between two batches
+
+        try:
+            report, outcomes = replay(
+                youtube_rows, client, "https://replay.example", seed=7, warmup=10, window=10,
+                progress=stop_after_two_batches,
+            )  # fmt: skip
+        finally:
+            client.close()
+    assert [o.number for o in outcomes] == list(range(20))
+    assert report.overall["n"] == 20
+    assert report.settings["stopped_early"] is True
+    assert "Error" in report.settings["stopped_by"]
