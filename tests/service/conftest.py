@@ -175,19 +175,39 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+SettingsFor = Callable[..., Settings]
+
+
 @pytest.fixture(scope="module")
-def settings(
+def settings_for(
     database_url: str,
     redis_url: str,
     models_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Settings:
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        models_dir=models_dir,
-        data_dir=tmp_path_factory.mktemp("var"),
-    )
+) -> SettingsFor:
+    """What a module's `settings` are built from: the shared database, Redis and models, a data
+    folder of its own, and the module's `overrides`. With `own_models`, a models folder of its
+    own too (`copy_models`), for modules that retrain or activate models."""
+
+    def build(*, own_models: bool = False, **overrides: Any) -> Settings:
+        models = models_dir
+        if own_models:
+            models = copy_models(models_dir, tmp_path_factory.mktemp("models"))
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "models_dir": models,
+            "data_dir": tmp_path_factory.mktemp("var"),
+        }
+        return make_settings(**(values | overrides))
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def settings(settings_for: SettingsFor) -> Settings:
+    """The settings of a module that has none of its own."""
+    return settings_for()
 
 
 @contextlib.contextmanager

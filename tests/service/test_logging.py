@@ -23,6 +23,7 @@ from service.logs import (
 from service.settings import Settings
 from tests.service.conftest import (
     CallbackReceiver,
+    SettingsFor,
     create_account,
     make_settings,
     serve_app,
@@ -33,19 +34,10 @@ pytestmark = [pytest.mark.xdist_group("logging"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def settings(
-    database_url: str,
-    redis_url: str,
-    models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Settings:
+def settings(settings_for: SettingsFor, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """This module's settings: JSON lines at INFO into one file that API and workers share."""
     folder = tmp_path_factory.mktemp("logs")
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        models_dir=models_dir,
-        data_dir=tmp_path_factory.mktemp("var"),
+    return settings_for(
         log_format="json",
         log_level="INFO",
         log_file=folder / "commentguard.log",

@@ -7,7 +7,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from service.embedded import Supervisor, child_env
 from service.metrics import read_snapshot
 from service.privacy import IP_HASH_PREFIX, hash_ip, purge_expired
 from service.settings import Settings
-from tests.service.conftest import Account, create_account, make_settings, serve_app, wait_until
+from tests.service.conftest import Account, SettingsFor, create_account, serve_app, wait_until
 
 pytestmark = [pytest.mark.xdist_group("privacy"), pytest.mark.slow]
 
@@ -28,21 +27,9 @@ SPAMMY = "Check out my channel http://bit.ly/x subscribe now"
 
 
 @pytest.fixture(scope="module")
-def settings(
-    database_url: str,
-    redis_url: str,
-    models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Settings:
+def settings(settings_for: SettingsFor) -> Settings:
     """This module's settings: beat runs the retention purge every second."""
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        models_dir=models_dir,
-        data_dir=tmp_path_factory.mktemp("var"),
-        retention_days=RETENTION_DAYS,
-        retention_interval_seconds=1.0,
-    )
+    return settings_for(retention_days=RETENTION_DAYS, retention_interval_seconds=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ and activates models.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,10 +22,9 @@ from service.learning.retraining import run_retrain
 from service.settings import Settings
 from tests.service.conftest import (
     Account,
-    copy_models,
+    SettingsFor,
     create_account,
     create_admin,
-    make_settings,
     serve_app,
     wait_until,
 )
@@ -42,18 +40,9 @@ TOPICS = ["the chorus", "the second verse", "this video", "the drums", "her voic
 
 
 @pytest.fixture(scope="module")
-def settings(
-    database_url: str,
-    redis_url: str,
-    models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Settings:
-    own = copy_models(models_dir, tmp_path_factory.mktemp("learning-models"))
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        models_dir=own,
-        data_dir=tmp_path_factory.mktemp("var"),
+def settings(settings_for: SettingsFor) -> Settings:
+    return settings_for(
+        own_models=True,
         retrain_corpora=["youtube"],
         site_cache_seconds=0.5,
         rate_limit_per_ip=0,

@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,10 +25,9 @@ from service.learning.retraining import load_labels, run_retrain
 from service.settings import Settings
 from tests.service.conftest import (
     Account,
-    copy_models,
+    SettingsFor,
     create_account,
     create_admin,
-    make_settings,
     serve_app,
     wait_until,
 )
@@ -42,18 +40,9 @@ LABEL_COUNT = 150
 
 
 @pytest.fixture(scope="module")
-def settings(
-    database_url: str,
-    redis_url: str,
-    models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Settings:
-    own = copy_models(models_dir, tmp_path_factory.mktemp("retrain-models"))
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        models_dir=own,
-        data_dir=tmp_path_factory.mktemp("var"),
+def settings(settings_for: SettingsFor) -> Settings:
+    return settings_for(
+        own_models=True,
         retrain_corpora=["youtube"],
         retrain_label_count=LABEL_COUNT,
         # These tests are about the shared model learning from labels, which an installation

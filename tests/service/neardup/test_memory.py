@@ -37,6 +37,7 @@ from tests.service.conftest import (
     AKISMET_THRESHOLDS,
     Account,
     LiveServer,
+    SettingsFor,
     create_account,
     make_settings,
     wait_until,
@@ -273,25 +274,14 @@ def test_remember_refuses_unknown_label(memory: NearDuplicateMemory) -> None:
 
 
 @pytest.fixture(scope="module")
-def settings(
-    database_url: str,
-    redis_url: str,
-    models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Settings:
+def settings(settings_for: SettingsFor, redis_url: str) -> Settings:
     """The shared fixture's settings plus known thresholds (see AKISMET_THRESHOLDS)."""
     # Account ids start again in each database this module runs on; the memory must too.
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(f"{DEFAULT_PREFIX}:*"):
         client.delete(key)
     client.close()
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        models_dir=models_dir,
-        data_dir=tmp_path_factory.mktemp("var"),
-        **AKISMET_THRESHOLDS,
-    )
+    return settings_for(**AKISMET_THRESHOLDS)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +20,9 @@ from service.settings import Settings
 from tests.service.conftest import (
     AKISMET_THRESHOLDS,
     Account,
+    SettingsFor,
     create_account,
     create_admin,
-    make_settings,
     serve_app,
     wait_until,
 )
@@ -38,21 +37,9 @@ CACHE_SECONDS = 0.5
 
 
 @pytest.fixture(scope="module")
-def settings(
-    database_url: str,
-    redis_url: str,
-    models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Settings:
+def settings(settings_for: SettingsFor) -> Settings:
     """The shared fixture's settings with known thresholds and a short site cache."""
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        models_dir=models_dir,
-        data_dir=tmp_path_factory.mktemp("var"),
-        site_cache_seconds=CACHE_SECONDS,
-        **AKISMET_THRESHOLDS,
-    )
+    return settings_for(site_cache_seconds=CACHE_SECONDS, **AKISMET_THRESHOLDS)
 
 
 @pytest.fixture(scope="module")
