@@ -8,5 +8,6 @@ from tests.service.conftest import (  # noqa: F401  (fixtures, used by name)
     redis_server_url,
     redis_url,
     settings,
+    settings_for,
     workers,
 )
